@@ -1,0 +1,8 @@
+//! Switchyard: a layer-7 HTTP load balancer and reverse proxy.
+//!
+//! Layers, lowest first; a module imports only from layers below it (see
+//! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance` -> `runtime`
+//! -> `proxy`, `health` -> `admin` -> `app`.
+
+pub mod model;
+pub mod state;

@@ -1,0 +1,275 @@
+//! The validated domain: typed values built from `config`, ready to serve.
+//! Owns `Topology` and everything in it (frontends, routes, backends, servers,
+//! timeouts, check and cookie specs) and the name newtypes.
+//! Invariant: every value here is already valid (names unique, references
+//! resolved to indices, durations and weights in range); nothing here does IO
+//! or knows TOML.
+
+mod names;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use names::{BackendName, FrontendName, ServerName};
+
+/// The whole validated configuration: what one snapshot serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub global: Global,
+    pub admin: Admin,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+}
+
+impl Topology {
+    /// The backend with this name, if any.
+    pub fn backend(&self, name: &str) -> Option<(BackendId, &Backend)> {
+        self.backends
+            .iter()
+            .enumerate()
+            .find(|(_, b)| &*b.name == name)
+            .map(|(i, b)| (BackendId(i), b))
+    }
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// How long in-flight requests may run after SIGTERM before they are cut.
+    pub grace: Duration,
+    /// Access log: `None` writes none.
+    pub access_log: Option<LogFormat>,
+    /// Where operator-set admin states are persisted across restarts.
+    pub state_file: Option<PathBuf>,
+    /// Most client connections open at once, over all frontends.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line in HAProxy's httplog spirit: `key=value` pairs.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The admin server's own listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// File holding the bearer token (also the basic-auth password).
+    pub token_file: Option<PathBuf>,
+}
+
+/// Index of a backend in `Topology::backends`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(pub usize);
+
+/// A named listener with ordered routes and a default target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frontend {
+    pub name: FrontendName,
+    pub listen: SocketAddr,
+    /// Evaluated in order; the first match wins.
+    pub routes: Vec<Route>,
+    /// Where a request goes when no route matches; `None` answers 404.
+    pub default_target: Option<Target>,
+    /// Add `X-Forwarded-For` (appended) and set `X-Forwarded-Proto`/`-Host`.
+    pub forward_headers: bool,
+    pub timeouts: FrontendTimeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontendTimeouts {
+    /// Most time to read one request head (slowloris guard).
+    pub client_header: Duration,
+    /// Most time a keep-alive connection may sit idle between requests.
+    pub idle: Duration,
+}
+
+/// One routing rule: every condition present must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub host: Option<HostMatch>,
+    /// Matches at segment boundaries: `/api/users` matches `/api/users`,
+    /// `/api/users/7` and `/api/users?x`, not `/api/usersx`.
+    pub path_prefix: Option<Box<str>>,
+    pub target: Target,
+}
+
+/// How a route matches the request's host (port removed, lowercase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `shop.example.com`
+    Exact(Box<str>),
+    /// `*.example.com`, stored as `.example.com`: any host ending so, with at
+    /// least one more label in front.
+    Suffix(Box<str>),
+}
+
+/// Where a matched request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Backend(BackendId),
+    /// Weighted split across backends; weights are relative, at least one > 0.
+    Split(Vec<(BackendId, u32)>),
+}
+
+/// A named pool of servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: BackendName,
+    pub balance: BalanceAlgorithm,
+    /// `Host` sent to these servers instead of the client's (and by checks).
+    pub host: Option<Box<str>>,
+    pub timeouts: BackendTimeouts,
+    /// Extra attempts on other servers after a connect failure.
+    pub retries: u32,
+    pub servers: Vec<Server>,
+    pub check: Option<CheckSpec>,
+    pub cookie: Option<CookieSpec>,
+    /// Consecutive connection failures that mark a server DOWN at once.
+    pub passive_fall: Option<u32>,
+    /// Move a DRAIN server to MAINT by itself once its last request ends.
+    pub drain_to_maint: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceAlgorithm {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest active requests relative to weight.
+    LeastConn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendTimeouts {
+    pub connect: Duration,
+    /// Time from sending the request to the response head.
+    pub response: Duration,
+    /// Most idle time of an upgraded (WebSocket) tunnel.
+    pub tunnel: Duration,
+}
+
+/// One upstream address in a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: ServerName,
+    pub address: ServerAddress,
+    /// 0..=256, as HAProxy; 0 takes no new traffic, like DRAIN.
+    pub weight: u32,
+    /// The admin state the config asks for (HAProxy's `disabled` is MAINT).
+    pub state: AdminState,
+    /// Takes traffic only when no non-backup server is eligible.
+    pub backup: bool,
+}
+
+/// `host:port`, where host is an IP literal or a name resolved at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddress {
+    pub host: Box<str>,
+    pub port: u16,
+}
+
+impl ServerAddress {
+    /// The address itself when the host is an IP literal.
+    pub fn as_socket_addr(&self) -> Option<SocketAddr> {
+        let ip = self
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What the operator wants of a server, with HAProxy's semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminState {
+    /// Takes traffic whenever health allows.
+    Ready,
+    /// No new sessions; in-flight, open connections and sticky clients go on.
+    Drain,
+    /// No traffic at all; health checks stop.
+    Maint,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+
+    /// Parses `ready`, `drain` or `maint`, in any case.
+    pub fn parse(s: &str) -> Option<AdminState> {
+        match s.to_ascii_lowercase().as_str() {
+            "ready" => Some(AdminState::Ready),
+            "drain" => Some(AdminState::Drain),
+            "maint" => Some(AdminState::Maint),
+            _ => None,
+        }
+    }
+}
+
+/// An active health check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a DOWN server UP.
+    pub rise: u32,
+    /// Consecutive failures that take an UP server DOWN.
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// A TCP connect.
+    Tcp,
+    Http(HttpCheck),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub method: http::Method,
+    pub path: Box<str>,
+    /// `Host` of the check request; `None` uses the backend's `host`, else the
+    /// server address.
+    pub host: Option<Box<str>>,
+    /// Statuses that count as healthy, inclusive.
+    pub expect: StatusRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl StatusRange {
+    pub fn contains(self, status: u16) -> bool {
+        (self.min..=self.max).contains(&status)
+    }
+}
+
+/// Cookie persistence: HAProxy's `cookie NAME insert indirect nocache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSpec {
+    pub name: Box<str>,
+}

@@ -1,0 +1,305 @@
+//! Live per-server state that outlives a snapshot: admin state, health,
+//! effective weight, counters and check results, keyed by (backend, server)
+//! name so that reloads keep it.
+//! Invariant: the request path only touches atomics here; the registry's
+//! mutex is taken when a snapshot is built, never per request.
+
+mod counters;
+mod health;
+mod registry;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use counters::{Counters, InFlight, StatusClass};
+pub use health::{CheckOutcome, Health, HealthTracker};
+pub use registry::StateRegistry;
+
+use crate::model::{AdminState, BackendName, ServerName};
+
+/// Milliseconds since the Unix epoch, the clock of every timestamp here.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Everything live about one server. Shared as `Arc<ServerState>`; a clone of
+/// the `Arc` costs one atomic increment.
+#[derive(Debug)]
+pub struct ServerState {
+    pub backend: BackendName,
+    pub server: ServerName,
+    admin: AtomicU8,
+    /// The admin state the config last asked for; a runtime change wins until
+    /// the config's line changes.
+    config_admin: AtomicU8,
+    health: AtomicU8,
+    /// Whether the server has an active check at all (else health is "no check").
+    is_checked: AtomicBool,
+    /// Operator switch: checks paused from the admin API.
+    is_check_disabled: AtomicBool,
+    /// Effective weight; the config's value unless an operator changed it.
+    weight: AtomicU32,
+    config_weight: AtomicU32,
+    /// Unix ms when DRAIN began, 0 when not draining.
+    drain_since: AtomicU64,
+    /// Unix ms of the last admin state or health change.
+    last_change: AtomicU64,
+    /// Unix ms when the server last went DOWN, 0 when UP.
+    down_since: AtomicU64,
+    /// Total milliseconds spent DOWN before `down_since`.
+    downtime_ms: AtomicU64,
+    /// UP -> DOWN transitions.
+    transitions_down: AtomicU64,
+    /// Consecutive connection failures seen by the proxy (passive health).
+    consecutive_conn_failures: AtomicU32,
+    pub counters: Counters,
+    check: Mutex<CheckStatus>,
+}
+
+/// The last health check, as the stats page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckStatus {
+    /// `None` until the first check completes.
+    pub last: Option<CheckOutcome>,
+    pub duration: Duration,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    /// Why the server is DOWN when not because of a check (`dns`, `passive`).
+    pub reason: Option<String>,
+}
+
+impl ServerState {
+    pub fn new(backend: BackendName, server: ServerName, admin: AdminState, weight: u32) -> Self {
+        ServerState {
+            backend,
+            server,
+            admin: AtomicU8::new(encode_admin(admin)),
+            config_admin: AtomicU8::new(encode_admin(admin)),
+            health: AtomicU8::new(encode_health(Health::Up)),
+            is_checked: AtomicBool::new(false),
+            is_check_disabled: AtomicBool::new(false),
+            weight: AtomicU32::new(weight),
+            config_weight: AtomicU32::new(weight),
+            drain_since: AtomicU64::new(if admin == AdminState::Drain { now_millis() } else { 0 }),
+            last_change: AtomicU64::new(now_millis()),
+            down_since: AtomicU64::new(0),
+            downtime_ms: AtomicU64::new(0),
+            transitions_down: AtomicU64::new(0),
+            consecutive_conn_failures: AtomicU32::new(0),
+            counters: Counters::default(),
+            check: Mutex::new(CheckStatus::default()),
+        }
+    }
+
+    pub fn admin_state(&self) -> AdminState {
+        decode_admin(self.admin.load(Ordering::Relaxed))
+    }
+
+    /// Sets the admin state; returns the previous one.
+    pub fn set_admin_state(&self, state: AdminState) -> AdminState {
+        let old = decode_admin(self.admin.swap(encode_admin(state), Ordering::AcqRel));
+        if old != state {
+            self.last_change.store(now_millis(), Ordering::Relaxed);
+            let since = if state == AdminState::Drain { now_millis() } else { 0 };
+            self.drain_since.store(since, Ordering::Relaxed);
+        }
+        old
+    }
+
+    pub fn health(&self) -> Health {
+        decode_health(self.health.load(Ordering::Relaxed))
+    }
+
+    /// Records a health change; returns true if it flipped.
+    pub fn set_health(&self, health: Health) -> bool {
+        let old = decode_health(self.health.swap(encode_health(health), Ordering::AcqRel));
+        if old == health {
+            return false;
+        }
+        let now = now_millis();
+        self.last_change.store(now, Ordering::Relaxed);
+        match health {
+            Health::Down => {
+                self.transitions_down.fetch_add(1, Ordering::Relaxed);
+                self.down_since.store(now, Ordering::Relaxed);
+            }
+            Health::Up => {
+                let since = self.down_since.swap(0, Ordering::Relaxed);
+                if since != 0 {
+                    self.downtime_ms
+                        .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+                }
+                self.consecutive_conn_failures.store(0, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    pub fn is_checked(&self) -> bool {
+        self.is_checked.load(Ordering::Relaxed)
+    }
+
+    pub fn set_checked(&self, checked: bool) {
+        self.is_checked.store(checked, Ordering::Relaxed);
+    }
+
+    pub fn is_check_disabled(&self) -> bool {
+        self.is_check_disabled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_check_disabled(&self, disabled: bool) {
+        self.is_check_disabled.store(disabled, Ordering::Relaxed);
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Operator weight change; returns the previous weight.
+    pub fn set_weight(&self, weight: u32) -> u32 {
+        self.weight.swap(weight, Ordering::AcqRel)
+    }
+
+    /// Unix ms when DRAIN began.
+    pub fn drain_since(&self) -> Option<u64> {
+        non_zero(self.drain_since.load(Ordering::Relaxed))
+    }
+
+    pub fn last_change(&self) -> u64 {
+        self.last_change.load(Ordering::Relaxed)
+    }
+
+    pub fn transitions_down(&self) -> u64 {
+        self.transitions_down.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent DOWN, including the current outage.
+    pub fn downtime(&self) -> Duration {
+        let past = self.downtime_ms.load(Ordering::Relaxed);
+        let current = non_zero(self.down_since.load(Ordering::Relaxed))
+            .map_or(0, |since| now_millis().saturating_sub(since));
+        Duration::from_millis(past + current)
+    }
+
+    /// Records a connection failure; returns the consecutive count.
+    pub fn record_conn_failure(&self) -> u32 {
+        self.consecutive_conn_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Records a successful connection.
+    pub fn record_conn_success(&self) {
+        if self.consecutive_conn_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_conn_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn check_status(&self) -> CheckStatus {
+        self.check.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the check status (by the checker task, never per request).
+    pub fn update_check_status(&self, update: impl FnOnce(&mut CheckStatus)) {
+        if let Ok(mut status) = self.check.lock() {
+            update(&mut status);
+        }
+    }
+
+    /// Applies the config's admin state and weight on reload: they win only
+    /// when the config's own value changed since the last build.
+    pub fn apply_config(&self, admin: AdminState, weight: u32) {
+        let old_admin = decode_admin(self.config_admin.swap(encode_admin(admin), Ordering::AcqRel));
+        if old_admin != admin {
+            self.set_admin_state(admin);
+        }
+        let old_weight = self.config_weight.swap(weight, Ordering::AcqRel);
+        if old_weight != weight {
+            self.set_weight(weight);
+        }
+    }
+}
+
+fn non_zero(v: u64) -> Option<u64> {
+    (v != 0).then_some(v)
+}
+
+fn encode_admin(s: AdminState) -> u8 {
+    match s {
+        AdminState::Ready => 0,
+        AdminState::Drain => 1,
+        AdminState::Maint => 2,
+    }
+}
+
+fn decode_admin(v: u8) -> AdminState {
+    match v {
+        0 => AdminState::Ready,
+        1 => AdminState::Drain,
+        _ => AdminState::Maint,
+    }
+}
+
+fn encode_health(h: Health) -> u8 {
+    match h {
+        Health::Up => 0,
+        Health::Down => 1,
+    }
+}
+
+fn decode_health(v: u8) -> Health {
+    match v {
+        0 => Health::Up,
+        _ => Health::Down,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> ServerState {
+        ServerState::new(BackendName::new("b"), ServerName::new("s"), AdminState::Ready, 10)
+    }
+
+    #[test]
+    fn runtime_admin_state_survives_an_unchanged_config_line() {
+        let s = server();
+        s.set_admin_state(AdminState::Maint);
+        s.apply_config(AdminState::Ready, 10);
+        assert_eq!(s.admin_state(), AdminState::Maint);
+        s.apply_config(AdminState::Drain, 10);
+        assert_eq!(s.admin_state(), AdminState::Drain);
+    }
+
+    #[test]
+    fn runtime_weight_survives_an_unchanged_config_weight() {
+        let s = server();
+        s.set_weight(3);
+        s.apply_config(AdminState::Ready, 10);
+        assert_eq!(s.weight(), 3);
+        s.apply_config(AdminState::Ready, 20);
+        assert_eq!(s.weight(), 20);
+    }
+
+    #[test]
+    fn health_flips_count_transitions_and_downtime() {
+        let s = server();
+        assert!(s.set_health(Health::Down));
+        assert!(!s.set_health(Health::Down));
+        assert_eq!(s.transitions_down(), 1);
+        assert!(s.set_health(Health::Up));
+        assert_eq!(s.health(), Health::Up);
+    }
+
+    #[test]
+    fn drain_records_its_start() {
+        let s = server();
+        assert_eq!(s.drain_since(), None);
+        s.set_admin_state(AdminState::Drain);
+        assert!(s.drain_since().is_some());
+        s.set_admin_state(AdminState::Ready);
+        assert_eq!(s.drain_since(), None);
+    }
+}
