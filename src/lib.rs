@@ -4,5 +4,9 @@
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance` -> `runtime`
 //! -> `proxy`, `health` -> `admin` -> `app`.
 
+pub mod balance;
 pub mod model;
+pub mod proxy;
+pub mod runtime;
 pub mod state;
+pub mod upstream;

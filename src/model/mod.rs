@@ -273,3 +273,101 @@ impl StatusRange {
 pub struct CookieSpec {
     pub name: Box<str>,
 }
+
+impl HostMatch {
+    /// `host` is already lowercase and without port.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => **h == *host,
+            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(&**s),
+        }
+    }
+}
+
+impl Route {
+    /// Whether a request for `host` (lowercase, no port; `None` when the
+    /// request has none) and normalised `path` takes this route.
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        let host_ok = match (&self.host, host) {
+            (None, _) => true,
+            (Some(m), Some(h)) => m.matches(h),
+            (Some(_), None) => false,
+        };
+        host_ok
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path_has_prefix(path, p))
+    }
+}
+
+/// Prefix match at a segment boundary: `/api` matches `/api`, `/api/x`, not `/apix`.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<HostMatch>, prefix: Option<&str>) -> Route {
+        Route {
+            host,
+            path_prefix: prefix.map(Into::into),
+            target: Target::Backend(BackendId(0)),
+        }
+    }
+
+    #[test]
+    fn route_matching() {
+        let cases: &[(Route, Option<&str>, &str, bool)] = &[
+            (route(None, Some("/api/users")), None, "/api/users", true),
+            (route(None, Some("/api/users")), None, "/api/users/7", true),
+            (route(None, Some("/api/users")), None, "/api/usersx", false),
+            (route(None, Some("/api/")), None, "/api/x", true),
+            (route(None, Some("/")), None, "/anything", true),
+            (
+                route(Some(HostMatch::Exact("a.com".into())), None),
+                Some("a.com"),
+                "/",
+                true,
+            ),
+            (
+                route(Some(HostMatch::Exact("a.com".into())), None),
+                Some("b.com"),
+                "/",
+                false,
+            ),
+            (
+                route(Some(HostMatch::Exact("a.com".into())), None),
+                None,
+                "/",
+                false,
+            ),
+            (
+                route(Some(HostMatch::Suffix(".a.com".into())), None),
+                Some("x.a.com"),
+                "/",
+                true,
+            ),
+            (
+                route(Some(HostMatch::Suffix(".a.com".into())), None),
+                Some("a.com"),
+                "/",
+                false,
+            ),
+            (
+                route(Some(HostMatch::Suffix(".a.com".into())), Some("/p")),
+                Some("x.a.com"),
+                "/q",
+                false,
+            ),
+        ];
+        for (r, host, path, expected) in cases {
+            assert_eq!(r.matches(*host, path), *expected, "{r:?} {host:?} {path}");
+        }
+    }
+}

@@ -243,15 +243,33 @@ mod tests {
     #[test]
     fn averages_follow_samples() {
         let c = Counters::default();
-        c.record_timings(Duration::from_micros(100), Duration::from_micros(200), Duration::from_micros(300));
-        c.record_timings(Duration::from_micros(300), Duration::from_micros(200), Duration::from_micros(300));
+        c.record_timings(
+            Duration::from_micros(100),
+            Duration::from_micros(200),
+            Duration::from_micros(300),
+        );
+        c.record_timings(
+            Duration::from_micros(300),
+            Duration::from_micros(200),
+            Duration::from_micros(300),
+        );
         let s = c.snapshot();
-        assert_eq!((s.avg_connect_us, s.avg_response_us, s.avg_total_us), (200, 200, 300));
+        assert_eq!(
+            (s.avg_connect_us, s.avg_response_us, s.avg_total_us),
+            (200, 200, 300)
+        );
     }
 
     #[test]
     fn status_classes() {
-        for (status, label) in [(101, "1xx"), (204, "2xx"), (302, "3xx"), (404, "4xx"), (503, "5xx"), (99, "other")] {
+        for (status, label) in [
+            (101, "1xx"),
+            (204, "2xx"),
+            (302, "3xx"),
+            (404, "4xx"),
+            (503, "5xx"),
+            (99, "other"),
+        ] {
             assert_eq!(StatusClass::of(status).label(), label, "{status}");
         }
     }

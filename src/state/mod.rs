@@ -8,8 +8,8 @@ mod counters;
 mod health;
 mod registry;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use counters::{Counters, InFlight, StatusClass};
@@ -55,7 +55,7 @@ pub struct ServerState {
     transitions_down: AtomicU64,
     /// Consecutive connection failures seen by the proxy (passive health).
     consecutive_conn_failures: AtomicU32,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     check: Mutex<CheckStatus>,
 }
 
@@ -83,13 +83,17 @@ impl ServerState {
             is_check_disabled: AtomicBool::new(false),
             weight: AtomicU32::new(weight),
             config_weight: AtomicU32::new(weight),
-            drain_since: AtomicU64::new(if admin == AdminState::Drain { now_millis() } else { 0 }),
+            drain_since: AtomicU64::new(if admin == AdminState::Drain {
+                now_millis()
+            } else {
+                0
+            }),
             last_change: AtomicU64::new(now_millis()),
             down_since: AtomicU64::new(0),
             downtime_ms: AtomicU64::new(0),
             transitions_down: AtomicU64::new(0),
             consecutive_conn_failures: AtomicU32::new(0),
-            counters: Counters::default(),
+            counters: Arc::default(),
             check: Mutex::new(CheckStatus::default()),
         }
     }
@@ -103,7 +107,11 @@ impl ServerState {
         let old = decode_admin(self.admin.swap(encode_admin(state), Ordering::AcqRel));
         if old != state {
             self.last_change.store(now_millis(), Ordering::Relaxed);
-            let since = if state == AdminState::Drain { now_millis() } else { 0 };
+            let since = if state == AdminState::Drain {
+                now_millis()
+            } else {
+                0
+            };
             self.drain_since.store(since, Ordering::Relaxed);
         }
         old
@@ -186,7 +194,9 @@ impl ServerState {
 
     /// Records a connection failure; returns the consecutive count.
     pub fn record_conn_failure(&self) -> u32 {
-        self.consecutive_conn_failures.fetch_add(1, Ordering::Relaxed) + 1
+        self.consecutive_conn_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1
     }
 
     /// Records a successful connection.
@@ -210,7 +220,10 @@ impl ServerState {
     /// Applies the config's admin state and weight on reload: they win only
     /// when the config's own value changed since the last build.
     pub fn apply_config(&self, admin: AdminState, weight: u32) {
-        let old_admin = decode_admin(self.config_admin.swap(encode_admin(admin), Ordering::AcqRel));
+        let old_admin = decode_admin(
+            self.config_admin
+                .swap(encode_admin(admin), Ordering::AcqRel),
+        );
         if old_admin != admin {
             self.set_admin_state(admin);
         }
@@ -260,7 +273,12 @@ mod tests {
     use super::*;
 
     fn server() -> ServerState {
-        ServerState::new(BackendName::new("b"), ServerName::new("s"), AdminState::Ready, 10)
+        ServerState::new(
+            BackendName::new("b"),
+            ServerName::new("s"),
+            AdminState::Ready,
+            10,
+        )
     }
 
     #[test]

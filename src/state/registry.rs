@@ -11,8 +11,10 @@ use crate::model::{BackendName, Server, ServerName, Topology};
 /// listings, never on the request path.
 #[derive(Debug, Clone, Default)]
 pub struct StateRegistry {
-    servers: Arc<Mutex<HashMap<(BackendName, ServerName), Arc<ServerState>>>>,
+    servers: Arc<Mutex<ServerMap>>,
 }
+
+type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
 
 impl StateRegistry {
     /// The state for this server, created from the config on first sight and

@@ -1,0 +1,216 @@
+//! The access log: one line per request on stdout, text or JSON, written by
+//! one task so the request path never waits on stdout.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Method, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::model::{BackendName, FrontendName, LogFormat, ServerName};
+
+/// Lines waiting for stdout at most; beyond it lines are dropped and counted.
+const QUEUE: usize = 8192;
+
+/// What one request did, as logged.
+#[derive(Debug)]
+pub struct LogRecord {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub frontend: FrontendName,
+    pub backend: Option<BackendName>,
+    pub server: Option<ServerName>,
+    pub method: Method,
+    pub target: Option<http::uri::PathAndQuery>,
+    pub version: Version,
+    pub status: u16,
+    pub bytes: u64,
+    pub connect: Option<Duration>,
+    pub response: Option<Duration>,
+    pub total: Duration,
+    /// Why the exchange ended early, if it did.
+    pub termination: Option<&'static str>,
+}
+
+/// A handle to the log writer; cloning costs one atomic increment.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<LogRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// The handle and the writer task to run.
+    pub fn new(format: LogFormat) -> (AccessLog, impl Future<Output = ()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let log = AccessLog {
+            tx,
+            dropped: Arc::clone(&dropped),
+        };
+        (log, write_lines(rx, format, dropped))
+    }
+
+    /// Queues a record; never waits.
+    pub fn record(&self, record: LogRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn write_lines(
+    mut rx: mpsc::Receiver<LogRecord>,
+    format: LogFormat,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut out = tokio::io::stdout();
+    let mut buf = String::with_capacity(64 * 1024);
+    while let Some(record) = rx.recv().await {
+        format_record(&mut buf, &record, format);
+        while buf.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(record) => format_record(&mut buf, &record, format),
+                Err(_) => break,
+            }
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = writeln!(buf, "access log: {lost} lines dropped, stdout too slow");
+        }
+        if out.write_all(buf.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = out.flush().await;
+        buf.clear();
+    }
+}
+
+/// Appends one line for `r` to `buf`.
+pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
+    let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+    let target = r.target.as_ref().map_or("-", |t| t.as_str());
+    let backend = r.backend.as_deref().unwrap_or("-");
+    let server = r.server.as_deref().unwrap_or("-");
+    let time = Rfc3339(r.time);
+    let _ = match format {
+        LogFormat::Text => writeln!(
+            buf,
+            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}",
+            client = r.client,
+            frontend = r.frontend,
+            method = r.method,
+            version = r.version,
+            status = r.status,
+            bytes = r.bytes,
+            connect = ms(r.connect),
+            response = ms(r.response),
+            total = r.total.as_secs_f64() * 1000.0,
+            term = r
+                .termination
+                .map_or(String::new(), |t| format!(" termination={t}")),
+        ),
+        LogFormat::Json => writeln!(
+            buf,
+            "{}",
+            serde_json::json!({
+                "time": time.to_string(),
+                "client": r.client.to_string(),
+                "frontend": &*r.frontend,
+                "backend": backend,
+                "server": server,
+                "method": r.method.as_str(),
+                "target": target,
+                "version": format!("{:?}", r.version),
+                "status": r.status,
+                "bytes": r.bytes,
+                "connect_ms": ms(r.connect),
+                "response_ms": ms(r.response),
+                "total_ms": r.total.as_secs_f64() * 1000.0,
+                "termination": r.termination,
+            })
+        ),
+    };
+}
+
+/// A UTC timestamp like `2026-11-22T03:02:46.123Z`.
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            since.subsec_millis()
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> LogRecord {
+        LogRecord {
+            time: UNIX_EPOCH + Duration::from_millis(1_795_316_566_123),
+            client: "127.0.0.1:5000".parse().expect("addr"),
+            frontend: FrontendName::new("web"),
+            backend: Some(BackendName::new("monolith")),
+            server: Some(ServerName::new("old-1")),
+            method: Method::GET,
+            target: Some(http::uri::PathAndQuery::from_static("/x?y=1")),
+            version: Version::HTTP_11,
+            status: 200,
+            bytes: 12,
+            connect: Some(Duration::from_micros(1500)),
+            response: Some(Duration::from_millis(2)),
+            total: Duration::from_millis(3),
+            termination: None,
+        }
+    }
+
+    #[test]
+    fn text_line() {
+        let mut buf = String::new();
+        format_record(&mut buf, &record(), LogFormat::Text);
+        assert_eq!(
+            buf,
+            "2026-11-22T03:02:46.123Z 127.0.0.1:5000 web monolith/old-1 \"GET /x?y=1 HTTP/1.1\" 200 12 connect_ms=1.500 response_ms=2.000 total_ms=3.000\n"
+        );
+    }
+
+    #[test]
+    fn json_line() {
+        let mut buf = String::new();
+        format_record(&mut buf, &record(), LogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&buf).expect("json");
+        assert_eq!(v["server"], "old-1");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["time"], "2026-11-22T03:02:46.123Z");
+    }
+}

@@ -1,0 +1,177 @@
+//! The response body sent to the client. An upstream body streams through
+//! frame by frame; when it ends cleanly its connection goes back to the pool,
+//! and in every case the request is counted, timed and logged exactly once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::access_log::{AccessLog, LogRecord};
+use crate::model::AdminState;
+use crate::state::{InFlight, ServerState};
+use crate::upstream::{ServerPool, UpstreamSender};
+
+/// A response body: fixed bytes made by the proxy, or a server's stream.
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: Bytes) -> Self {
+        ProxyBody {
+            kind: Kind::Full(Some(bytes)),
+        }
+    }
+
+    pub fn empty() -> Self {
+        ProxyBody {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// A server's body; `exchange` ends when the body does.
+    pub fn upstream(inner: Incoming, exchange: Exchange) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(UpstreamBody {
+                inner,
+                exchange: Some(exchange),
+            }),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(up) => up.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(up) => up.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(up) => up.inner.size_hint(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct UpstreamBody {
+    inner: Incoming,
+    exchange: Option<Exchange>,
+}
+
+impl UpstreamBody {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(ex)) = (frame.data_ref(), self.exchange.as_mut()) {
+                    ex.bytes += data.len() as u64;
+                    ex.server.counters.add_bytes_out(data.len() as u64);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(ex) = self.exchange.take() {
+                    ex.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(ex) = self.exchange.take() {
+                    ex.server.counters.count_response_error();
+                    ex.finish(Some("server body error"));
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(ex) = self.exchange.take() {
+            // A body hyper never polled because it is empty ended cleanly.
+            let termination = (!self.inner.is_end_stream()).then_some("client aborted");
+            ex.finish(termination);
+        }
+    }
+}
+
+/// One request's exchange with a server, finished when its body ends.
+#[derive(Debug)]
+pub struct Exchange {
+    pub sender: Option<UpstreamSender>,
+    pub pool: Arc<ServerPool>,
+    pub server: Arc<ServerState>,
+    pub in_flight: InFlight,
+    pub drain_to_maint: bool,
+    pub started: Instant,
+    pub connect: Duration,
+    pub response: Duration,
+    pub bytes: u64,
+    /// Boxed: only present when the access log is on.
+    pub log: Option<Box<(AccessLog, LogRecord)>>,
+}
+
+impl Exchange {
+    /// Ends the exchange: a clean end returns the connection to the pool; an
+    /// early one drops it, which closes it (R3).
+    fn finish(mut self, termination: Option<&'static str>) {
+        let total = self.started.elapsed();
+        if let (None, Some(sender)) = (termination, self.sender.take()) {
+            self.pool.checkin(sender);
+        }
+        self.server
+            .counters
+            .record_timings(self.connect, self.response, total);
+        drop(self.in_flight);
+        if self.drain_to_maint
+            && self.server.admin_state() == AdminState::Drain
+            && self.server.counters.active() == 0
+        {
+            self.server.set_admin_state(AdminState::Maint);
+            tracing::info!(
+                backend = %self.server.backend,
+                server = %self.server.server,
+                "drained: last request ended, server set to MAINT"
+            );
+        }
+        if let Some(entry) = self.log.take() {
+            let (log, mut record) = *entry;
+            record.bytes = self.bytes;
+            record.total = total;
+            record.termination = termination;
+            log.record(record);
+        }
+    }
+}

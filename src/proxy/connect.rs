@@ -1,0 +1,64 @@
+//! Opening HTTP/1.1 connections to servers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::upstream::{RequestBody, UpstreamSender};
+
+/// Why a connection could not be opened. Nothing was sent, so the request
+/// may go to another server.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    Io(std::io::Error),
+    Timeout,
+    Handshake(hyper::Error),
+}
+
+/// A new keep-alive connection. Its driver task ends when the sender is
+/// dropped and the connection is idle, or when the server closes it.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<UpstreamSender, ConnectFailure> {
+    let stream = open(addr, timeout).await?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, RequestBody>(TokioIo::new(stream))
+        .await
+        .map_err(ConnectFailure::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(server = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// A connection that may switch protocols (WebSocket); never pooled.
+pub async fn connect_upgradable(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<UpstreamSender, ConnectFailure> {
+    let stream = open(addr, timeout).await?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, RequestBody>(TokioIo::new(stream))
+        .await
+        .map_err(ConnectFailure::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(server = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectFailure> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectFailure::Timeout)?
+        .map_err(ConnectFailure::Io)?;
+    stream.set_nodelay(true).map_err(ConnectFailure::Io)?;
+    Ok(stream)
+}

@@ -1,0 +1,64 @@
+//! The data path: listeners and accept loops, hyper connection serving
+//! (HTTP/1.1 and h2), the request service, header rewriting, upstream
+//! connections, retries, tunnels and error responses.
+//! Invariant: a request loads one snapshot and uses it to the end; nothing
+//! here takes a lock per request; every failure becomes a response in
+//! `error::ProxyError::status`, logged and counted once.
+
+mod access_log;
+mod body;
+mod connect;
+mod error;
+mod headers;
+mod listener;
+mod normalize;
+mod service;
+mod tunnel;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use access_log::{AccessLog, LogRecord};
+pub use body::ProxyBody;
+pub use error::ProxyError;
+pub use listener::Listeners;
+pub use normalize::normalize_path;
+
+use crate::runtime::Runtime;
+
+/// What every connection of the proxy shares. Cloning the `Arc` costs one
+/// atomic increment.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: Arc<Runtime>,
+    /// `None` writes no access log.
+    pub log: Option<AccessLog>,
+    /// Client connections, for graceful shutdown.
+    pub connections: TaskTracker,
+    /// Cancelled to ask every connection to finish its in-flight requests
+    /// and close.
+    pub drain: CancellationToken,
+    /// Upgraded tunnels, waited for at shutdown.
+    pub tunnels: TaskTracker,
+    /// Cancelled to cut tunnels when the grace period ends.
+    pub stop_tunnels: CancellationToken,
+    /// Permits for client connections over all frontends.
+    pub connection_limit: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub fn new(runtime: Arc<Runtime>, log: Option<AccessLog>, max_connections: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            runtime,
+            log,
+            connections: TaskTracker::new(),
+            drain: CancellationToken::new(),
+            tunnels: TaskTracker::new(),
+            stop_tunnels: CancellationToken::new(),
+            connection_limit: Arc::new(Semaphore::new(max_connections)),
+        })
+    }
+}

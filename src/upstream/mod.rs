@@ -1,0 +1,12 @@
+//! Upstream resources that outlive a snapshot: idle keep-alive connections
+//! per server (`ServerPool`, kept in `PoolRegistry` by server name and
+//! address) and the request body type they carry (`RequestBody`).
+//! Invariant: nothing here opens a connection or awaits; pools are lock-free
+//! queues, and a connection enters a pool only after its response ended
+//! cleanly.
+
+mod body;
+mod pool;
+
+pub use body::RequestBody;
+pub use pool::{PoolRegistry, ServerPool, UpstreamSender};

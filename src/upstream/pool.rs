@@ -1,0 +1,94 @@
+//! Idle keep-alive connections to servers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::RequestBody;
+use crate::model::{BackendName, ServerName};
+
+/// The sending half of an HTTP/1.1 connection to a server.
+pub type UpstreamSender = hyper::client::conn::http1::SendRequest<RequestBody>;
+
+/// How many idle connections one server keeps at most.
+const IDLE_PER_SERVER: usize = 1024;
+
+/// Idle connections to one server address. Checking out and returning are
+/// lock-free; a clone of the `Arc` costs one atomic increment.
+#[derive(Debug)]
+pub struct ServerPool {
+    pub addr: SocketAddr,
+    idle: ArrayQueue<(UpstreamSender, Instant)>,
+    /// Connections idle longer than this are closed, not reused: it must stay
+    /// below the servers' own keep-alive timeout.
+    idle_timeout: Duration,
+}
+
+impl ServerPool {
+    pub fn new(addr: SocketAddr, idle_timeout: Duration) -> Self {
+        ServerPool {
+            addr,
+            idle: ArrayQueue::new(IDLE_PER_SERVER),
+            idle_timeout,
+        }
+    }
+
+    /// An idle connection that is still open and fresh, if any.
+    pub fn checkout(&self) -> Option<UpstreamSender> {
+        while let Some((sender, since)) = self.idle.pop() {
+            if !sender.is_closed() && since.elapsed() < self.idle_timeout {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response ended cleanly. A full pool
+    /// drops it, which closes it.
+    pub fn checkin(&self, sender: UpstreamSender) {
+        if !sender.is_closed() {
+            let _rejected = self.idle.push((sender, Instant::now()));
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+}
+
+/// Every server's pool, kept across reloads by (backend, server, address): a
+/// server whose address changes starts with an empty pool.
+#[derive(Debug, Clone, Default)]
+pub struct PoolRegistry {
+    pools: Arc<Mutex<PoolMap>>,
+}
+
+type PoolMap = HashMap<(BackendName, ServerName, SocketAddr), Arc<ServerPool>>;
+
+impl PoolRegistry {
+    /// Taken when a snapshot is built, never per request.
+    pub fn pool(
+        &self,
+        backend: &BackendName,
+        server: &ServerName,
+        addr: SocketAddr,
+        idle_timeout: Duration,
+    ) -> Arc<ServerPool> {
+        let mut map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (backend.clone(), server.clone(), addr);
+        Arc::clone(
+            map.entry(key)
+                .or_insert_with(|| Arc::new(ServerPool::new(addr, idle_timeout))),
+        )
+    }
+
+    /// Drops the pools no snapshot refers to any more, closing their
+    /// connections once the last request using them ends.
+    pub fn retain(&self, keep: impl Fn(&BackendName, &ServerName, SocketAddr) -> bool) {
+        let mut map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(b, s, a), _| keep(b, s, *a));
+    }
+}
