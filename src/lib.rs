@@ -1,12 +1,13 @@
 //! Switchyard: a layer-7 HTTP load balancer and reverse proxy.
 //!
 //! Layers, lowest first; a module imports only from layers below it (see
-//! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance` -> `runtime`
-//! -> `proxy`, `health` -> `admin` -> `app`.
+//! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
+//! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
 
-pub mod balance;
+pub mod config;
 pub mod model;
-pub mod proxy;
-pub mod runtime;
 pub mod state;
+pub mod balance;
 pub mod upstream;
+pub mod runtime;
+pub mod proxy;

@@ -1,0 +1,246 @@
+//! Backends, their servers, health checks and cookie persistence: names
+//! (unique per file, server names unique per backend), addresses, weights,
+//! admin states, timeouts and check parameters.
+//! Invariant: a `CheckKind::Tcp` check never carries HTTP-only keys.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{Collector, entry};
+use super::raw::{RawBackend, RawCheck, RawCookie, RawServer};
+use super::validate::{Uniques, integer, optional, required, timeout};
+use super::values::{
+    parse_check_path, parse_cookie_name, parse_expect, parse_host_header, parse_method, parse_name,
+    parse_server_address,
+};
+use crate::model::{
+    AdminState, Backend, BackendName, BackendTimeouts, BalanceAlgorithm, CheckKind, CheckSpec,
+    CookieSpec, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
+};
+
+/// Validates every backend; a backend whose name is unusable gets an empty one.
+pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Backend> {
+    let mut names = Uniques::new("backend name");
+    let mut backends = Vec::with_capacity(raw.len());
+    for (i, spanned) in raw.iter().enumerate() {
+        let b = spanned.get_ref();
+        let path = entry("backend", b.name.as_ref().map(|n| n.get_ref().as_str()), i);
+        let at = (path.as_str(), spanned.span());
+        let name = required(c, at, "name", b.name.as_ref(), String::new(), |s| {
+            parse_name(s).map(|()| s.to_owned())
+        });
+        if let (Some(text), false) = (&b.name, name.is_empty()) {
+            names.insert(c, format!("{name:?}"), format!("{path}.name"), text.span());
+        }
+        let balance = optional(
+            c,
+            &path,
+            "balance",
+            b.balance.as_ref(),
+            BalanceAlgorithm::RoundRobin,
+            |s| match s {
+                "roundrobin" => Ok(BalanceAlgorithm::RoundRobin),
+                "leastconn" => Ok(BalanceAlgorithm::LeastConn),
+                _ => Err(format!(
+                    r#"expected "roundrobin" or "leastconn", got {s:?}"#
+                )),
+            },
+        );
+        let host = optional(c, &path, "host", b.host.as_ref(), None, |s| {
+            parse_host_header(s).map(|()| Some(s.into()))
+        });
+        let t = b.timeouts.as_ref();
+        let timeouts_path = format!("{path}.timeouts");
+        let timeouts = BackendTimeouts {
+            connect: timeout(
+                c,
+                &timeouts_path,
+                "connect",
+                t.and_then(|t| t.connect.as_ref()),
+                Duration::from_secs(5),
+            ),
+            response: timeout(
+                c,
+                &timeouts_path,
+                "response",
+                t.and_then(|t| t.response.as_ref()),
+                Duration::from_secs(60),
+            ),
+            tunnel: timeout(
+                c,
+                &timeouts_path,
+                "tunnel",
+                t.and_then(|t| t.tunnel.as_ref()),
+                Duration::from_secs(3600),
+            ),
+        };
+        let passive_fall = integer(
+            c,
+            &path,
+            "passive_fall",
+            b.passive_fall.as_ref(),
+            3,
+            0..=u32::MAX,
+        );
+        backends.push(Backend {
+            name: BackendName::new(&name),
+            balance,
+            host,
+            timeouts,
+            retries: integer(c, &path, "retries", b.retries.as_ref(), 2, 0..=10),
+            servers: servers(c, &path, &b.server),
+            check: b.check.as_ref().map(|check| self::check(c, &path, check)),
+            cookie: b
+                .cookie
+                .as_ref()
+                .map(|cookie| self::cookie(c, &path, cookie)),
+            passive_fall: (passive_fall > 0).then_some(passive_fall),
+            drain_to_maint: b.drain_to_maint.unwrap_or(false),
+        });
+    }
+    backends
+}
+
+fn servers(c: &mut Collector<'_>, backend: &str, raw: &[Spanned<RawServer>]) -> Vec<Server> {
+    let mut names = Uniques::new("server name");
+    let mut servers = Vec::with_capacity(raw.len());
+    for (i, spanned) in raw.iter().enumerate() {
+        let s = spanned.get_ref();
+        let path = entry(
+            &format!("{backend}.server"),
+            s.name.as_ref().map(|n| n.get_ref().as_str()),
+            i,
+        );
+        let at = (path.as_str(), spanned.span());
+        let name = required(c, at.clone(), "name", s.name.as_ref(), String::new(), |s| {
+            parse_name(s).map(|()| s.to_owned())
+        });
+        if let (Some(text), false) = (&s.name, name.is_empty()) {
+            names.insert(c, format!("{name:?}"), format!("{path}.name"), text.span());
+        }
+        let placeholder = ServerAddress {
+            host: "".into(),
+            port: 0,
+        };
+        servers.push(Server {
+            name: ServerName::new(&name),
+            address: required(
+                c,
+                at,
+                "address",
+                s.address.as_ref(),
+                placeholder,
+                parse_server_address,
+            ),
+            weight: integer(c, &path, "weight", s.weight.as_ref(), 1, 0..=256),
+            state: optional(
+                c,
+                &path,
+                "state",
+                s.state.as_ref(),
+                AdminState::Ready,
+                |s| {
+                    AdminState::parse(s).ok_or_else(|| {
+                        format!(r#"expected "ready", "drain" or "maint", got {s:?}"#)
+                    })
+                },
+            ),
+            backup: s.backup.unwrap_or(false),
+        });
+    }
+    servers
+}
+
+fn check(c: &mut Collector<'_>, backend: &str, spanned: &Spanned<RawCheck>) -> CheckSpec {
+    let path = format!("{backend}.check");
+    let k = spanned.get_ref();
+    let at = (path.as_str(), spanned.span());
+    let is_http = required(c, at, "kind", k.kind.as_ref(), None, |s| match s {
+        "http" => Ok(Some(true)),
+        "tcp" => Ok(Some(false)),
+        _ => Err(format!(r#"expected "http" or "tcp", got {s:?}"#)),
+    });
+    let kind = match is_http {
+        Some(true) => CheckKind::Http(HttpCheck {
+            method: optional(
+                c,
+                &path,
+                "method",
+                k.method.as_ref(),
+                http::Method::GET,
+                parse_method,
+            ),
+            path: optional(
+                c,
+                &path,
+                "path",
+                k.path.as_ref(),
+                "/".into(),
+                parse_check_path,
+            ),
+            host: optional(c, &path, "host", k.host.as_ref(), None, |s| {
+                parse_host_header(s).map(|()| Some(s.into()))
+            }),
+            expect: optional(
+                c,
+                &path,
+                "expect",
+                k.expect.as_ref(),
+                StatusRange { min: 200, max: 399 },
+                parse_expect,
+            ),
+        }),
+        Some(false) => {
+            let http_only = [
+                ("method", &k.method),
+                ("path", &k.path),
+                ("host", &k.host),
+                ("expect", &k.expect),
+            ];
+            for (key, value) in http_only {
+                if let Some(value) = value {
+                    let message =
+                        r#"applies only to kind = "http"; remove it or set kind = "http""#;
+                    c.at(value.span(), format!("{path}.{key}"), message);
+                }
+            }
+            CheckKind::Tcp
+        }
+        None => CheckKind::Tcp,
+    };
+    CheckSpec {
+        kind,
+        interval: timeout(
+            c,
+            &path,
+            "interval",
+            k.interval.as_ref(),
+            Duration::from_secs(2),
+        ),
+        timeout: timeout(
+            c,
+            &path,
+            "timeout",
+            k.timeout.as_ref(),
+            Duration::from_secs(1),
+        ),
+        rise: integer(c, &path, "rise", k.rise.as_ref(), 2, 1..=u32::MAX),
+        fall: integer(c, &path, "fall", k.fall.as_ref(), 3, 1..=u32::MAX),
+    }
+}
+
+fn cookie(c: &mut Collector<'_>, backend: &str, spanned: &Spanned<RawCookie>) -> CookieSpec {
+    let path = format!("{backend}.cookie");
+    let at = (path.as_str(), spanned.span());
+    CookieSpec {
+        name: required(
+            c,
+            at,
+            "name",
+            spanned.get_ref().name.as_ref(),
+            "".into(),
+            parse_cookie_name,
+        ),
+    }
+}

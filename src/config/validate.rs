@@ -1,0 +1,237 @@
+//! Raw config -> `model::Topology`: defaults, global and admin settings, name
+//! and address uniqueness, and the helpers the frontend and backend checks
+//! share. Owns the walk over the whole file.
+//! Invariant: every problem is recorded in the `Collector` and the walk goes
+//! on with a placeholder, so one run reports every error; a topology built
+//! while any error was recorded is thrown away.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{Collector, ConfigErrors, line_column};
+use super::raw::{Int, RawAdmin, RawConfig, RawGlobal, Text};
+use super::values::{in_range, parse_socket_addr};
+use super::{backend, duration::parse_duration, frontend};
+use crate::model::{Admin, BackendId, Global, LogFormat, Topology};
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: &str,
+    file: &Path,
+) -> Result<Topology, ConfigErrors> {
+    let mut c = Collector::new(source);
+    let global = global(&mut c, raw.global.unwrap_or_default());
+    let admin_text = raw.admin.as_ref().and_then(|a| a.listen.clone());
+    let admin = admin(&mut c, raw.admin.unwrap_or_default());
+    // Frontends must not take the admin address; an invalid one is skipped.
+    let admin_listen = match &admin_text {
+        None => Some((admin.listen, None)),
+        Some(text) => parse_socket_addr(text.get_ref())
+            .ok()
+            .map(|listen| (listen, Some(text.span()))),
+    };
+
+    let backends = backend::backends(&mut c, &raw.backend);
+    let backend_ids: HashMap<&str, BackendId> = backends
+        .iter()
+        .enumerate()
+        .rev() // the first of duplicate names wins
+        .filter(|(_, b)| !b.name.is_empty())
+        .map(|(i, b)| (b.name.as_str(), BackendId(i)))
+        .collect();
+
+    if raw.frontend.is_empty() {
+        c.whole_file(
+            "frontend".to_owned(),
+            "expected at least one [[frontend]] table",
+        );
+    }
+    let frontends = frontend::frontends(&mut c, &raw.frontend, &backend_ids, admin_listen);
+
+    c.finish(file)?;
+    Ok(Topology {
+        global,
+        admin,
+        frontends,
+        backends,
+    })
+}
+
+fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
+    let at = "global";
+    Global {
+        grace: optional(
+            c,
+            at,
+            "grace",
+            raw.grace.as_ref(),
+            Duration::from_secs(10),
+            parse_duration,
+        ),
+        access_log: optional(
+            c,
+            at,
+            "access_log",
+            raw.access_log.as_ref(),
+            Some(LogFormat::Text),
+            |s| match s {
+                "text" => Ok(Some(LogFormat::Text)),
+                "json" => Ok(Some(LogFormat::Json)),
+                "off" => Ok(None),
+                _ => Err(format!(r#"expected "text", "json" or "off", got {s:?}"#)),
+            },
+        ),
+        state_file: optional(c, at, "state_file", raw.state_file.as_ref(), None, |s| {
+            file_path(s).map(Some)
+        }),
+        max_connections: integer(
+            c,
+            at,
+            "max_connections",
+            raw.max_connections.as_ref(),
+            10_000,
+            1..=u32::MAX,
+        ) as usize,
+    }
+}
+
+fn admin(c: &mut Collector<'_>, raw: RawAdmin) -> Admin {
+    let default_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 8001));
+    Admin {
+        listen: optional(
+            c,
+            "admin",
+            "listen",
+            raw.listen.as_ref(),
+            default_listen,
+            parse_socket_addr,
+        ),
+        token_file: optional(
+            c,
+            "admin",
+            "token_file",
+            raw.token_file.as_ref(),
+            None,
+            |s| file_path(s).map(Some),
+        ),
+    }
+}
+
+fn file_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        Err("expected a file path, got an empty string".to_owned())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+/// Parses an optional text value; on error records it and returns `default`.
+pub(super) fn optional<T>(
+    c: &mut Collector<'_>,
+    path: &str,
+    key: &str,
+    raw: Option<&Text>,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> T {
+    let Some(text) = raw else { return default };
+    match parse(text.get_ref()) {
+        Ok(value) => value,
+        Err(message) => {
+            c.at(text.span(), format!("{path}.{key}"), message);
+            default
+        }
+    }
+}
+
+/// Parses a required text value; a missing one is reported at `table`, the
+/// span of the table that lacks it. Returns `placeholder` on any error.
+pub(super) fn required<T>(
+    c: &mut Collector<'_>,
+    (path, table): (&str, Range<usize>),
+    key: &str,
+    raw: Option<&Text>,
+    placeholder: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> T {
+    if raw.is_none() {
+        c.at(table, format!("{path}.{key}"), "required key is missing");
+    }
+    optional(c, path, key, raw, placeholder, parse)
+}
+
+/// An optional integer within `range`.
+pub(super) fn integer(
+    c: &mut Collector<'_>,
+    path: &str,
+    key: &str,
+    raw: Option<&Int>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> u32 {
+    let Some(n) = raw else { return default };
+    match in_range(*n.get_ref(), *range.start(), *range.end()) {
+        Ok(value) => value,
+        Err(message) => {
+            c.at(n.span(), format!("{path}.{key}"), message);
+            default
+        }
+    }
+}
+
+/// An optional timeout, which must be above zero.
+pub(super) fn timeout(
+    c: &mut Collector<'_>,
+    path: &str,
+    key: &str,
+    raw: Option<&Text>,
+    default: Duration,
+) -> Duration {
+    optional(c, path, key, raw, default, |s| match parse_duration(s)? {
+        Duration::ZERO => Err(format!(
+            r#"expected a duration above zero like "5s", got {s:?}"#
+        )),
+        d => Ok(d),
+    })
+}
+
+/// Reports every value seen twice, pointing at the later one.
+pub(super) struct Uniques<T> {
+    what: &'static str,
+    seen: HashMap<T, usize>,
+}
+
+impl<T: std::hash::Hash + Eq + std::fmt::Display> Uniques<T> {
+    pub(super) fn new(what: &'static str) -> Self {
+        Uniques {
+            what,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub(super) fn insert(
+        &mut self,
+        c: &mut Collector<'_>,
+        value: T,
+        field: String,
+        span: Range<usize>,
+    ) {
+        let (line, _) = line_column(c.source(), span.start);
+        match self.seen.get(&value) {
+            Some(first) => c.at(
+                span,
+                field,
+                format!(
+                    "duplicate {} {value} (first used at line {first}); expected a unique one",
+                    self.what
+                ),
+            ),
+            None => {
+                self.seen.insert(value, line);
+            }
+        }
+    }
+}
