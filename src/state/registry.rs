@@ -6,12 +6,15 @@ use std::sync::{Arc, Mutex};
 use super::ServerState;
 use crate::model::{BackendName, Server, ServerName, Topology};
 
+/// Live state by (backend, server) name.
+type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
+
 /// Owns every `ServerState` across reloads. Cloning the registry shares it.
 /// Its mutex is taken when a snapshot is built and by the admin pages'
 /// listings, never on the request path.
 #[derive(Debug, Clone, Default)]
 pub struct StateRegistry {
-    servers: Arc<Mutex<HashMap<(BackendName, ServerName), Arc<ServerState>>>>,
+    servers: Arc<Mutex<ServerMap>>,
 }
 
 impl StateRegistry {
