@@ -4,5 +4,6 @@
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance` -> `runtime`
 //! -> `proxy`, `health` -> `admin` -> `app`.
 
+pub mod health;
 pub mod model;
 pub mod state;
