@@ -4,10 +4,11 @@
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
 //! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
 
-pub mod config;
-pub mod model;
-pub mod state;
 pub mod balance;
-pub mod upstream;
-pub mod runtime;
+pub mod config;
+pub mod health;
+pub mod model;
 pub mod proxy;
+pub mod runtime;
+pub mod state;
+pub mod upstream;

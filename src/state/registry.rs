@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use super::ServerState;
 use crate::model::{BackendName, Server, ServerName, Topology};
 
+/// Live state by (backend, server) name.
+type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
+
 /// Owns every `ServerState` across reloads. Cloning the registry shares it.
 /// Its mutex is taken when a snapshot is built and by the admin pages'
 /// listings, never on the request path.
@@ -13,8 +16,6 @@ use crate::model::{BackendName, Server, ServerName, Topology};
 pub struct StateRegistry {
     servers: Arc<Mutex<ServerMap>>,
 }
-
-type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
 
 impl StateRegistry {
     /// The state for this server, created from the config on first sight and
