@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
 use crate::model::AdminState;
-use crate::state::{InFlight, ServerState};
+use crate::state::{Counters, InFlight, ServerState};
 use crate::upstream::{ServerPool, UpstreamSender};
 
 /// A response body: fixed bytes made by the proxy, or a server's stream.
@@ -134,6 +134,8 @@ pub struct Exchange {
     pub pool: Arc<ServerPool>,
     pub server: Arc<ServerState>,
     pub in_flight: InFlight,
+    pub frontend_in_flight: InFlight,
+    pub frontend: Arc<Counters>,
     pub drain_to_maint: bool,
     pub started: Instant,
     pub connect: Duration,
@@ -155,6 +157,8 @@ impl Exchange {
             .counters
             .record_timings(self.connect, self.response, total);
         drop(self.in_flight);
+        drop(self.frontend_in_flight);
+        self.frontend.add_bytes_out(self.bytes);
         if self.drain_to_maint
             && self.server.admin_state() == AdminState::Drain
             && self.server.counters.active() == 0

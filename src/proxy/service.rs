@@ -73,7 +73,8 @@ impl RequestLine {
 /// A failure and where it happened.
 struct Failure {
     error: ProxyError,
-    frontend: Option<FrontendName>,
+    /// Index into `Snapshot::frontends`.
+    frontend: Option<usize>,
     /// (backend index, server index) when known.
     backend: Option<usize>,
     server: Option<usize>,
@@ -100,6 +101,10 @@ fn answer_failure(
 ) -> Response<ProxyBody> {
     let response = failure.error.to_response();
     let status = response.status().as_u16();
+    let frontend = failure.frontend.map(|f| &snapshot.frontends[f]);
+    if let Some(frontend) = frontend {
+        frontend.counters.count_response(status);
+    }
     let backend = failure.backend.map(|b| &snapshot.backends[b]);
     let server = backend.zip(failure.server).map(|(b, s)| &b.servers[s]);
     if let Some(server) = server {
@@ -121,7 +126,7 @@ fn answer_failure(
         log.record(LogRecord {
             time: SystemTime::now(),
             client: ctx.peer,
-            frontend: failure.frontend.unwrap_or_else(|| FrontendName::new("-")),
+            frontend: frontend.map_or_else(|| FrontendName::new("-"), |f| f.name.clone()),
             backend: backend.map(|b| b.name.clone()),
             server: server.map(|s| s.state.server.clone()),
             method: line.method,
@@ -146,14 +151,16 @@ async fn forward(
     started: Instant,
     line: Option<&RequestLine>,
 ) -> Result<Response<ProxyBody>, Failure> {
-    let frontend = snapshot
+    let (f, frontend) = snapshot
         .frontends
         .iter()
-        .find(|f| f.listen == ctx.listen)
+        .enumerate()
+        .find(|(_, f)| f.listen == ctx.listen)
         .ok_or(ProxyError::NoRoute)?;
+    let frontend_in_flight = frontend.counters.begin();
     let in_frontend = |error: ProxyError| Failure {
         error,
-        frontend: Some(frontend.name.clone()),
+        frontend: Some(f),
         backend: None,
         server: None,
     };
@@ -176,7 +183,7 @@ async fn forward(
     let backend = &snapshot.backends[b];
     let in_backend = |error: ProxyError, server: Option<usize>| Failure {
         error,
-        frontend: Some(frontend.name.clone()),
+        frontend: Some(f),
         backend: Some(b),
         server,
     };
@@ -294,6 +301,8 @@ async fn forward(
         sender: if is_upgrade { None } else { sender },
         pool,
         in_flight: server.state.counters.begin(),
+        frontend_in_flight,
+        frontend: Arc::clone(&frontend.counters),
         server: server.state.clone(),
         drain_to_maint: backend.drain_to_maint,
         started,

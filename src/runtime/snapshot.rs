@@ -12,7 +12,7 @@ use crate::model::{
     Backend, BackendName, BackendTimeouts, FrontendName, FrontendTimeouts, ServerAddress, Target,
     Topology,
 };
-use crate::state::{Health, ServerState, StateRegistry};
+use crate::state::{Counters, Health, ServerState, StateRegistry};
 use crate::upstream::{PoolRegistry, ServerPool};
 
 /// How long an upstream connection may sit idle in a pool; below the common
@@ -38,6 +38,8 @@ pub struct FrontendPlan {
     pub default_target: Option<TargetPlan>,
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    /// Totals of the frontend (requests, responses by class, bytes).
+    pub counters: Arc<Counters>,
 }
 
 #[derive(Debug)]
@@ -123,6 +125,7 @@ impl Snapshot {
                 default_target: f.default_target.as_ref().map(build_target),
                 forward_headers: f.forward_headers,
                 timeouts: f.timeouts,
+                counters: registry.frontend(&f.name),
             })
             .collect();
         registry.retain(&topology);

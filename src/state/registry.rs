@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::ServerState;
-use crate::model::{BackendName, Server, ServerName, Topology};
+use super::{Counters, ServerState};
+use crate::model::{BackendName, FrontendName, Server, ServerName, Topology};
 
 /// Live state by (backend, server) name.
 type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
@@ -15,6 +15,7 @@ type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
 #[derive(Debug, Clone, Default)]
 pub struct StateRegistry {
     servers: Arc<Mutex<ServerMap>>,
+    frontends: Arc<Mutex<HashMap<FrontendName, Arc<Counters>>>>,
 }
 
 impl StateRegistry {
@@ -35,8 +36,18 @@ impl StateRegistry {
         Arc::clone(state)
     }
 
-    /// Drops the state of servers that left the topology.
+    /// The counters of a frontend, kept across reloads by name.
+    pub fn frontend(&self, name: &FrontendName) -> Arc<Counters> {
+        let mut map = self.frontends.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(name.clone()).or_default())
+    }
+
+    /// Drops the state of servers and frontends that left the topology.
     pub fn retain(&self, topology: &Topology) {
+        self.frontends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| topology.frontends.iter().any(|f| f.name == *name));
         let mut map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|(b, s), _| {
             topology
