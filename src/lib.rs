@@ -4,6 +4,7 @@
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
 //! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod health;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need beyond cargo: Debian's headless
+# Chromium and its WebDriver, for tests/admin_browser.rs. Idempotent: does
+# nothing when both are installed. Run as root (CI) or with sudo.
+set -euo pipefail
+
+packages=(chromium chromium-driver)
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "test dependencies already installed: ${packages[*]}"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing test dependencies: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+chromium --version

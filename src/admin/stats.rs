@@ -1,0 +1,373 @@
+//! The one view of live state that every admin output renders (JSON, page,
+//! CSV, Prometheus): frontends, backends and servers with admin state,
+//! health, weight, counters, check results and drain progress.
+//! Invariant: built fresh from the current snapshot and `state`'s counters
+//! on every request; nothing here is cached or counted twice.
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::audit::Change;
+use super::sampler::{Key, Rates, Sampler};
+use crate::model::{AdminState, Backend, BalanceAlgorithm, CheckSpec, HostMatch, Target};
+use crate::runtime::{BackendPlan, FrontendPlan, Runtime, ServerPlan};
+use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub generation: u64,
+    pub uptime_seconds: u64,
+    /// Unix ms when these stats were read.
+    pub now: u64,
+    pub reload: ReloadView,
+    pub frontends: Vec<FrontendStats>,
+    pub backends: Vec<BackendStats>,
+    /// Newest first; filled by the renders that show it.
+    pub recent_changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadView {
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontendStats {
+    pub name: String,
+    pub listen: String,
+    pub counters: CountersSnapshot,
+    pub rates: Rates,
+    pub routes: Vec<RouteStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStats {
+    /// Position in the frontend's routes, as used by the split API.
+    pub index: usize,
+    /// What it matches, like `host shop.example.com, path /api`.
+    pub matches: String,
+    /// The backend of a plain route.
+    pub backend: Option<String>,
+    /// The weights of a split route.
+    pub split: Option<Vec<SplitPart>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitPart {
+    pub backend: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStats {
+    pub name: String,
+    pub balance: &'static str,
+    /// `UP` while any server can take new requests, else `DOWN`.
+    pub status: &'static str,
+    /// Servers that can take new requests now.
+    pub eligible: usize,
+    pub drain_to_maint: bool,
+    /// Sums over the servers (averages weighted by requests).
+    pub totals: CountersSnapshot,
+    pub request_rate: f64,
+    pub servers: Vec<ServerStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStats {
+    pub name: String,
+    pub address: String,
+    /// One word, like HAProxy's status column: `MAINT`, `DOWN`, `DRAIN`,
+    /// `UP` or `no check` (UP without checks).
+    pub status: &'static str,
+    /// What the operator set: `ready`, `drain`, `maint`.
+    pub admin_state: &'static str,
+    /// What the checks see: `UP`, `DOWN` or `NO CHECK`.
+    pub health: &'static str,
+    pub check_enabled: bool,
+    pub weight: u32,
+    pub backup: bool,
+    pub counters: CountersSnapshot,
+    pub rates: Rates,
+    pub check: CheckView,
+    pub transitions_down: u64,
+    /// Unix ms of the last admin state or health change.
+    pub last_change: u64,
+    pub seconds_since_change: u64,
+    pub downtime_seconds: u64,
+    pub drain: Option<DrainView>,
+    pub seconds_since_last_request: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckView {
+    /// HAProxy's check status words: `L7OK`, `L7STS`, `L4OK`, `L4CON`,
+    /// `L4TOUT`; `None` before the first check or without checks.
+    pub status: Option<&'static str>,
+    pub code: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub message: Option<String>,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    /// Why DOWN when not by a check: `dns`, `passive`.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainView {
+    /// Unix ms when DRAIN began.
+    pub since: u64,
+    pub seconds: u64,
+    /// Requests still running on the server.
+    pub active: u64,
+}
+
+/// Reads everything now.
+pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
+    let snapshot = runtime.snapshot();
+    let reload = runtime.reload_status();
+    let now = now_millis();
+    let instant = Instant::now();
+    let topology = &snapshot.topology;
+    let backends: Vec<BackendStats> = snapshot
+        .backends
+        .iter()
+        .map(|b| {
+            let model = topology.backend(&b.name).map(|(_, m)| m);
+            backend(b, model, sampler, now, instant)
+        })
+        .collect();
+    let frontends = snapshot
+        .frontends
+        .iter()
+        .map(|f| frontend(f, &backends, sampler, instant))
+        .collect();
+    Stats {
+        generation: snapshot.generation,
+        uptime_seconds: runtime.uptime().as_secs(),
+        now,
+        reload: ReloadView {
+            reloads: reload.reloads,
+            failures: reload.failures,
+            last_error: reload.last_error,
+        },
+        frontends,
+        backends,
+        recent_changes: Vec::new(),
+    }
+}
+
+fn frontend(
+    f: &FrontendPlan,
+    backends: &[BackendStats],
+    sampler: &Sampler,
+    now: Instant,
+) -> FrontendStats {
+    let name_of = |i: usize| backends.get(i).map_or_else(String::new, |b| b.name.clone());
+    let routes = f
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let (backend, split) = match &r.route.target {
+                Target::Backend(id) => (Some(name_of(id.0)), None),
+                Target::Split(parts) => {
+                    let parts = parts
+                        .iter()
+                        .map(|(id, weight)| SplitPart {
+                            backend: name_of(id.0),
+                            weight: *weight,
+                        })
+                        .collect();
+                    (None, Some(parts))
+                }
+            };
+            RouteStats {
+                index,
+                matches: describe_route(&r.route),
+                backend,
+                split,
+            }
+        })
+        .collect();
+    let counters = f.counters.snapshot();
+    FrontendStats {
+        name: f.name.to_string(),
+        listen: f.listen.to_string(),
+        rates: sampler.rates(&Key::Frontend(f.name.clone()), &counters, now),
+        counters,
+        routes,
+    }
+}
+
+fn describe_route(route: &crate::model::Route) -> String {
+    let mut parts = Vec::new();
+    match &route.host {
+        Some(HostMatch::Exact(h)) => parts.push(format!("host {h}")),
+        Some(HostMatch::Suffix(s)) => parts.push(format!("host *{s}")),
+        None => {}
+    }
+    if let Some(p) = &route.path_prefix {
+        parts.push(format!("path {p}"));
+    }
+    if parts.is_empty() {
+        "everything".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn backend(
+    b: &BackendPlan,
+    model: Option<&Backend>,
+    sampler: &Sampler,
+    now: u64,
+    instant: Instant,
+) -> BackendStats {
+    let servers: Vec<ServerStats> = b
+        .servers
+        .iter()
+        .map(|s| {
+            let backup = model.is_some_and(|m| {
+                m.servers
+                    .iter()
+                    .any(|x| x.backup && x.name == s.state.server)
+            });
+            let check = model.and_then(|m| m.check.as_ref());
+            server(b, s, (check, backup), sampler, now, instant)
+        })
+        .collect();
+    let eligible = b
+        .servers
+        .iter()
+        .filter(|s| crate::balance::is_eligible(&s.state))
+        .count();
+    BackendStats {
+        name: b.name.to_string(),
+        balance: match model.map(|m| m.balance) {
+            Some(BalanceAlgorithm::LeastConn) => "leastconn",
+            Some(BalanceAlgorithm::RoundRobin) | None => "roundrobin",
+        },
+        status: if eligible > 0 { "UP" } else { "DOWN" },
+        eligible,
+        drain_to_maint: b.drain_to_maint,
+        totals: sum(servers.iter().map(|s| &s.counters)),
+        request_rate: servers.iter().map(|s| s.rates.current).sum(),
+        servers,
+    }
+}
+
+fn server(
+    b: &BackendPlan,
+    s: &ServerPlan,
+    (check, backup): (Option<&CheckSpec>, bool),
+    sampler: &Sampler,
+    now: u64,
+    instant: Instant,
+) -> ServerStats {
+    let state = &s.state;
+    let counters = state.counters.snapshot();
+    let admin = state.admin_state();
+    let health = state.health();
+    let is_checked = state.is_checked();
+    let status = match (admin, health) {
+        (AdminState::Maint, _) => "MAINT",
+        (_, Health::Down) => "DOWN",
+        (AdminState::Drain, Health::Up) => "DRAIN",
+        (AdminState::Ready, Health::Up) if state.weight() == 0 => "DRAIN",
+        (AdminState::Ready, Health::Up) if !is_checked => "no check",
+        (AdminState::Ready, Health::Up) => "UP",
+    };
+    let last = state.check_status();
+    let (check_status, code, message) = match &last.last {
+        None => (None, None, None),
+        Some(CheckOutcome::Passed { status: Some(code) }) => (Some("L7OK"), Some(*code), None),
+        Some(CheckOutcome::Passed { status: None }) => (Some("L4OK"), None, None),
+        Some(CheckOutcome::BadStatus { status }) => (Some("L7STS"), Some(*status), None),
+        Some(CheckOutcome::Error { message }) => {
+            let word = if message.contains("timeout") || message.contains("timed out") {
+                "L4TOUT"
+            } else {
+                "L4CON"
+            };
+            (Some(word), None, Some(message.clone()))
+        }
+    };
+    let key = Key::Server(b.name.clone(), state.server.clone());
+    let seconds_since = |ms: u64| now.saturating_sub(ms) / 1000;
+    ServerStats {
+        name: state.server.to_string(),
+        address: s.address.to_string(),
+        status,
+        admin_state: admin.as_str(),
+        health: match (is_checked, health) {
+            (false, Health::Up) => "NO CHECK",
+            (_, health) => health.as_str(),
+        },
+        check_enabled: !state.is_check_disabled(),
+        weight: state.weight(),
+        backup,
+        rates: sampler.rates(&key, &counters, instant),
+        check: CheckView {
+            status: check_status,
+            code,
+            duration_ms: last
+                .last
+                .as_ref()
+                .map(|_| u64::try_from(last.duration.as_millis()).unwrap_or(u64::MAX)),
+            message,
+            consecutive_ok: last.consecutive_ok,
+            consecutive_fail: last.consecutive_fail,
+            rise: check.map(|c| c.rise),
+            fall: check.map(|c| c.fall),
+            reason: last.reason.clone(),
+        },
+        transitions_down: state.transitions_down(),
+        last_change: state.last_change(),
+        seconds_since_change: seconds_since(state.last_change()),
+        downtime_seconds: state.downtime().as_secs(),
+        drain: state.drain_since().map(|since| DrainView {
+            since,
+            seconds: seconds_since(since),
+            active: counters.active,
+        }),
+        seconds_since_last_request: (counters.last_request != 0)
+            .then(|| seconds_since(counters.last_request)),
+        counters,
+    }
+}
+
+/// Sums counters; the averages are weighted by request counts.
+fn sum<'a>(all: impl Iterator<Item = &'a CountersSnapshot>) -> CountersSnapshot {
+    let mut t = CountersSnapshot::default();
+    let (mut connect, mut response, mut total) = (0u128, 0u128, 0u128);
+    for c in all {
+        t.requests += c.requests;
+        t.active += c.active;
+        t.max_active += c.max_active;
+        t.bytes_in += c.bytes_in;
+        t.bytes_out += c.bytes_out;
+        for (sum, n) in t.responses.iter_mut().zip(c.responses) {
+            *sum += n;
+        }
+        t.connection_errors += c.connection_errors;
+        t.response_errors += c.response_errors;
+        t.retries += c.retries;
+        t.redispatches += c.redispatches;
+        t.last_request = t.last_request.max(c.last_request);
+        t.tunnels += c.tunnels;
+        let n = u128::from(c.requests);
+        connect += u128::from(c.avg_connect_us) * n;
+        response += u128::from(c.avg_response_us) * n;
+        total += u128::from(c.avg_total_us) * n;
+    }
+    let n = u128::from(t.requests.max(1));
+    let avg = |x: u128| u64::try_from(x / n).unwrap_or(u64::MAX);
+    (t.avg_connect_us, t.avg_response_us, t.avg_total_us) =
+        (avg(connect), avg(response), avg(total));
+    t
+}
