@@ -7,6 +7,7 @@
 pub mod balance;
 pub mod config;
 pub mod health;
+pub mod app;
 pub mod model;
 pub mod proxy;
 pub mod runtime;
