@@ -4,10 +4,10 @@
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
 //! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
 
+pub mod app;
 pub mod balance;
 pub mod config;
 pub mod health;
-pub mod app;
 pub mod model;
 pub mod proxy;
 pub mod runtime;

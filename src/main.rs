@@ -57,7 +57,10 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the async runtime: {e}");
@@ -141,7 +144,10 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
     )
     .await?;
     for (name, addr) in &running.frontends {
-        eprintln!("demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)", addr.port());
+        eprintln!(
+            "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",
+            addr.port()
+        );
     }
     if let (Some(admin), Some(token)) = (running.admin, running.admin_token.as_deref()) {
         eprintln!("demo: stats page http://admin:{token}@{admin}/");

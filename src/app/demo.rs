@@ -41,14 +41,21 @@ pub async fn serve(listener: TcpListener, name: String, shutdown: CancellationTo
 }
 
 /// Binds `addr` and serves the demo backend there.
-pub async fn bind_and_serve(addr: SocketAddr, name: String, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn bind_and_serve(
+    addr: SocketAddr,
+    name: String,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(serve(listener, name, shutdown));
     Ok(local)
 }
 
-async fn answer(name: Arc<str>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn answer(
+    name: Arc<str>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     if request.uri().path() == "/health" {
         return Ok(text(&name, "ok\n".to_owned()));
     }
@@ -59,7 +66,10 @@ async fn answer(name: Arc<str>, request: Request<Incoming>) -> Result<Response<F
         request.version()
     );
     for (key, value) in request.headers() {
-        echo.push_str(&format!("{key}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+        echo.push_str(&format!(
+            "{key}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
     }
     let body = request.into_body().collect().await?.to_bytes();
     if !body.is_empty() {
@@ -71,7 +81,10 @@ async fn answer(name: Arc<str>, request: Request<Incoming>) -> Result<Response<F
 fn text(name: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Ok(v) = header::HeaderValue::from_str(name) {
         headers.insert("x-served-by", v);
     }

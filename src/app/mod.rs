@@ -193,7 +193,9 @@ fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                 addr: server.pool.as_ref().map(|p| p.addr),
                 spec: spec.clone(),
                 host: match &spec.kind {
-                    crate::model::CheckKind::Http(http) => http.host.clone().or_else(|| model.host.clone()),
+                    crate::model::CheckKind::Http(http) => {
+                        http.host.clone().or_else(|| model.host.clone())
+                    }
                     crate::model::CheckKind::Tcp => None,
                 },
             })
@@ -203,5 +205,7 @@ fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
 
 /// Loads a config file for `run` and `check`, with every error explained.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Topology> {
-    config::load(path).map_err(|e| anyhow::anyhow!("{e}")).context("invalid configuration")
+    config::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid configuration")
 }
