@@ -187,6 +187,13 @@ async fn handle(
     }
     let mut response = Response::new(body);
     *response.status_mut() = status;
+    if path.ends_with("/hop") {
+        let h = response.headers_mut();
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("connection", "x-private-resp".parse().unwrap());
+        h.insert("x-private-resp", "1".parse().unwrap());
+        h.insert("x-public-resp", "1".parse().unwrap());
+    }
     response
         .headers_mut()
         .insert("x-served-by", name.parse().unwrap());
