@@ -24,6 +24,9 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
+        /// Worker threads (default: one per available CPU).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Where generated files (the admin token) go.
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
@@ -69,7 +72,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, state_dir } => run(&config, state_dir).await,
+            Command::Run { config, state_dir, .. } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
             Command::Check { .. } => Ok(()),
