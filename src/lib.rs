@@ -5,6 +5,7 @@
 //! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
 
 pub mod admin;
+pub mod app;
 pub mod balance;
 pub mod config;
 pub mod health;

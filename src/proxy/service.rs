@@ -23,7 +23,7 @@ use super::tunnel;
 use crate::balance;
 use crate::model::FrontendName;
 use crate::runtime::{BackendPlan, Snapshot};
-use crate::state::Health;
+use crate::state::{Health, InFlight};
 use crate::upstream::{RequestBody, UpstreamSender};
 
 /// What a client connection knows about itself; shared by its requests.
@@ -223,6 +223,7 @@ async fn forward(
     let sent = send_with_retries(backend, pinned, request, upgrade.is_some()).await;
     let Sent {
         server: s,
+        in_flight,
         sender,
         mut response,
         connect,
@@ -300,7 +301,7 @@ async fn forward(
         // An upgradable connection is never pooled.
         sender: if is_upgrade { None } else { sender },
         pool,
-        in_flight: server.state.counters.begin(),
+        in_flight,
         frontend_in_flight,
         frontend: Arc::clone(&frontend.counters),
         server: server.state.clone(),
@@ -383,6 +384,8 @@ fn sticky_server(backend: &BackendPlan, headers: &mut http::HeaderMap) -> Option
 /// A response head from a server.
 struct Sent {
     server: usize,
+    /// Counts the request as active on the server from the moment it is sent.
+    in_flight: InFlight,
     /// The connection, to return to the pool when the body ends.
     sender: Option<UpstreamSender>,
     response: Response<Incoming>,
@@ -481,6 +484,7 @@ async fn send_with_retries(
             connect_started.elapsed()
         };
         request.body_mut().count_into(&server.state.counters);
+        let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
         let outcome =
             tokio::time::timeout(backend.timeouts.response, sender.try_send_request(request)).await;
@@ -488,6 +492,7 @@ async fn send_with_retries(
             Ok(Ok(response)) => {
                 return Ok(Sent {
                     server: s,
+                    in_flight,
                     sender: Some(sender),
                     response,
                     connect,

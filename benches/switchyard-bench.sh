@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Starts Switchyard as a candidate of ../shared/bench/proxy-bench.sh: turns the
+# harness's BENCH_* variables into a config (round robin over the two origins,
+# pooled keep-alive upstream connections, X-Forwarded-For, no access log) and
+# runs the release binary with one worker thread, as the peers run.
+#
+#   cargo build --release
+#   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
+#   CANDIDATE_CMD="$PWD/benches/switchyard-bench.sh" ../shared/bench/proxy-bench.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
+conf="$BENCH_WORKDIR/switchyard.toml"
+cat >"$conf" <<TOML
+[global]
+access_log = "off"
+max_connections = 20000
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[frontend]]
+name = "bench"
+listen = "$BENCH_LISTEN"
+default_backend = "origins"
+
+[[backend]]
+name = "origins"
+balance = "roundrobin"
+
+  [[backend.server]]
+  name = "o1"
+  address = "$BENCH_ORIGIN1"
+
+  [[backend.server]]
+  name = "o2"
+  address = "$BENCH_ORIGIN2"
+TOML
+export RUST_LOG="${RUST_LOG:-warn}"
+exec "$bin" run --threads 1 --state-dir "$BENCH_WORKDIR/switchyard-state" -c "$conf"

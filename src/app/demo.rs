@@ -1,0 +1,92 @@
+//! Demo backends: tiny HTTP servers that say who they are and echo what they
+//! received (method, target, headers), for the first run, docker-compose and
+//! tests. `GET /health` answers 200 for health checks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves the demo backend `name` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, name: String, shutdown: CancellationToken) {
+    let name: Arc<str> = name.into();
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "demo backend accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let name = Arc::clone(&name);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(Arc::clone(&name), req));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds `addr` and serves the demo backend there.
+pub async fn bind_and_serve(
+    addr: SocketAddr,
+    name: String,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(serve(listener, name, shutdown));
+    Ok(local)
+}
+
+async fn answer(
+    name: Arc<str>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    if request.uri().path() == "/health" {
+        return Ok(text(&name, "ok\n".to_owned()));
+    }
+    let mut echo = format!(
+        "Hello from {name}\n\n{} {} {:?}\n",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    for (key, value) in request.headers() {
+        echo.push_str(&format!(
+            "{key}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    let body = request.into_body().collect().await?.to_bytes();
+    if !body.is_empty() {
+        echo.push_str(&format!("\n({} body bytes)\n", body.len()));
+    }
+    Ok(text(&name, echo))
+}
+
+fn text(name: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(name) {
+        headers.insert("x-served-by", v);
+    }
+    response
+}

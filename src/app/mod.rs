@@ -1,0 +1,222 @@
+//! Wiring: starts the runtime, the listeners, the health checker and the
+//! admin server from a topology, follows new snapshots, and shuts everything
+//! down in order. `main` adds the CLI, signals and logging on top.
+//! Invariant: shutdown stops accepting first, then lets in-flight requests
+//! finish within `grace`, then stops the background tasks.
+
+pub mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{AdminOptions, AdminServer};
+use crate::config;
+use crate::health::{CheckTarget, HealthChecker};
+use crate::model::{FrontendName, Topology};
+use crate::proxy::{AccessLog, Listeners, Shared};
+use crate::runtime::{Runtime, Snapshot};
+
+/// How the process was started.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The file that reloads re-read; `None` for a topology built in code.
+    pub config_file: Option<PathBuf>,
+    /// The admin secret, overriding the token file and environment.
+    pub admin_token: Option<String>,
+    /// Where generated files (the admin token) go.
+    pub state_dir: PathBuf,
+}
+
+/// A running proxy.
+pub struct Running {
+    pub runtime: Arc<Runtime>,
+    /// Each frontend and the address it is bound to.
+    pub frontends: Vec<(FrontendName, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+    shared: Arc<Shared>,
+    grace: Duration,
+    stop_accepting: CancellationToken,
+    listeners_done: tokio::task::JoinHandle<()>,
+    background: TaskTracker,
+    stop_background: CancellationToken,
+    log_writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts serving `topology`.
+pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
+    let grace = topology.global.grace;
+    let access_log = topology.global.access_log;
+    let max_connections = topology.global.max_connections;
+    let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
+    let (runtime, reloader) = Runtime::start(topology, options.config_file.clone(), loader).await;
+
+    let background = TaskTracker::new();
+    let stop_background = CancellationToken::new();
+    background.spawn(reloader.run(stop_background.clone()));
+
+    let (log, log_writer) = match access_log {
+        Some(format) => {
+            let (log, writer) = AccessLog::new(format);
+            (Some(log), Some(tokio::spawn(writer)))
+        }
+        None => (None, None),
+    };
+    let shared = Shared::new(Arc::clone(&runtime), log, max_connections);
+
+    let snapshot = runtime.snapshot();
+    let admin_server = AdminServer::bind(
+        &snapshot.topology.admin,
+        Arc::clone(&runtime),
+        AdminOptions {
+            token: options.admin_token.clone(),
+            generated_token_dir: options.state_dir.clone(),
+        },
+    )
+    .await?;
+    let admin = Some(admin_server.local_addr());
+    let admin_token = Some(admin_server.token().to_owned());
+    background.spawn(admin_server.run(stop_background.clone()));
+
+    let mut listeners = Listeners::new(Arc::clone(&shared));
+    let bound = listeners.reconcile(&snapshot).await?;
+    let frontends = bound
+        .iter()
+        .filter_map(|(configured, local)| {
+            snapshot
+                .frontends
+                .iter()
+                .find(|f| f.listen == *configured)
+                .map(|f| (f.name.clone(), *local))
+        })
+        .collect();
+
+    let (targets_tx, targets_rx) = watch::channel(Arc::new(check_targets(&snapshot)));
+    background.spawn(HealthChecker::new(targets_rx, stop_background.clone()).run());
+
+    let stop_accepting = CancellationToken::new();
+    let listeners_done = tokio::spawn(follow_snapshots(
+        listeners,
+        runtime.subscribe(),
+        targets_tx,
+        stop_accepting.clone(),
+    ));
+
+    Ok(Running {
+        runtime,
+        frontends,
+        admin,
+        admin_token,
+        shared,
+        grace,
+        stop_accepting,
+        listeners_done,
+        background,
+        stop_background,
+        log_writer,
+    })
+}
+
+impl Running {
+    /// The bound address of a frontend.
+    pub fn frontend_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.frontends
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish
+    /// within `grace` (idle keep-alive connections close at once), then cut
+    /// what is left and stop the background tasks.
+    pub async fn shutdown(self) {
+        self.stop_accepting.cancel();
+        let _ = self.listeners_done.await;
+        self.shared.drain.cancel();
+        self.shared.connections.close();
+        self.shared.tunnels.close();
+        let in_flight = async {
+            self.shared.connections.wait().await;
+            self.shared.tunnels.wait().await;
+        };
+        if tokio::time::timeout(self.grace, in_flight).await.is_err() {
+            tracing::warn!(
+                connections = self.shared.connections.len(),
+                tunnels = self.shared.tunnels.len(),
+                "grace period over; cutting the remaining connections"
+            );
+            self.shared.stop_tunnels.cancel();
+        }
+        self.stop_background.cancel();
+        self.background.close();
+        self.background.wait().await;
+        drop(self.shared);
+        if let Some(writer) = self.log_writer {
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Keeps listeners and health checks in step with each new snapshot until
+/// accepting stops.
+async fn follow_snapshots(
+    mut listeners: Listeners,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    targets: watch::Sender<Arc<Vec<CheckTarget>>>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = Arc::clone(&snapshots.borrow_and_update());
+                if let Err(e) = listeners.reconcile(&snapshot).await {
+                    tracing::error!("{e}; the other listeners keep serving");
+                }
+                targets.send_replace(Arc::new(check_targets(&snapshot)));
+            }
+        }
+    }
+    listeners.close();
+}
+
+/// The servers to check in `snapshot`.
+fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
+    snapshot
+        .backends
+        .iter()
+        .zip(&snapshot.topology.backends)
+        .filter_map(|(plan, model)| model.check.as_ref().map(|spec| (plan, model, spec)))
+        .flat_map(|(plan, model, spec)| {
+            plan.servers.iter().map(move |server| CheckTarget {
+                state: Arc::clone(&server.state),
+                addr: server.pool.as_ref().map(|p| p.addr),
+                spec: spec.clone(),
+                host: match &spec.kind {
+                    crate::model::CheckKind::Http(http) => {
+                        http.host.clone().or_else(|| model.host.clone())
+                    }
+                    crate::model::CheckKind::Tcp => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Loads a config file for `run` and `check`, with every error explained.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Topology> {
+    config::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid configuration")
+}
