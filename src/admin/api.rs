@@ -172,6 +172,9 @@ async fn set_state(
             tokio::time::sleep(DRAIN_POLL).await;
         }
         let drained = state.counters.active() == 0;
+        if drained && drain_to_maint {
+            move_drained_to_maint(&ctx, &state, &what, &caller);
+        }
         answer["drained"] = json!(drained);
         answer["result"] = json!(if drained { "drained" } else { "timeout" });
         answer["waited_ms"] =
