@@ -325,7 +325,8 @@ async fn cross_site_requests_and_foreign_hosts_are_refused() {
     let state = "/api/backends/app/servers/legacy/state";
     let form = "state=maint";
     let body = r#"{"state":"maint"}"#;
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str, u16)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, u16);
+    let cases: Vec<Case> = vec![
         // The classic: a cross-site HTML form posting with cached credentials.
         (
             "/api/reload",
