@@ -72,7 +72,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, state_dir, .. } => run(&config, state_dir).await,
+            Command::Run {
+                config, state_dir, ..
+            } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
             Command::Check { .. } => Ok(()),
