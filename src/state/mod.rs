@@ -217,6 +217,16 @@ impl ServerState {
         }
     }
 
+    /// The admin state the config last asked for.
+    pub fn config_admin_state(&self) -> AdminState {
+        decode_admin(self.config_admin.load(Ordering::Relaxed))
+    }
+
+    /// The weight the config last asked for.
+    pub fn config_weight(&self) -> u32 {
+        self.config_weight.load(Ordering::Relaxed)
+    }
+
     /// Applies the config's admin state and weight on reload: they win only
     /// when the config's own value changed since the last build.
     pub fn apply_config(&self, admin: AdminState, weight: u32) {

@@ -57,6 +57,12 @@ impl StateRegistry {
         });
     }
 
+    /// Every server's state, in no particular order.
+    pub fn servers(&self) -> Vec<Arc<ServerState>> {
+        let map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
+    }
+
     /// The state of one server, if it exists.
     pub fn get(&self, backend: &str, server: &str) -> Option<Arc<ServerState>> {
         let map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
