@@ -147,6 +147,37 @@ async fn a_slow_request_head_is_cut_by_the_client_header_timeout() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let b = Backend::start("b").await;
+    let proxy = start_proxy(&config(
+        &server("b", b.addr),
+        "",
+        "timeouts = { client_header = \"5s\", idle = \"300ms\" }",
+    ))
+    .await;
+    let mut stream = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let idle_from = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connection still open after 4 s");
+    assert!(idle_from.elapsed() >= Duration::from_millis(250));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_an_in_flight_request_and_stops_accepting() {
     let b = Backend::start("b").await;
     let proxy = start_proxy(&config(&server("b", b.addr), "", "")).await;

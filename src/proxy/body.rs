@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
+use super::client_io::RequestGuard;
 use crate::model::AdminState;
 use crate::state::{Counters, InFlight, ServerState};
 use crate::upstream::{ServerPool, UpstreamSender};
@@ -135,6 +136,8 @@ pub struct Exchange {
     pub server: Arc<ServerState>,
     pub in_flight: InFlight,
     pub frontend_in_flight: InFlight,
+    /// Ends the request on its client connection (idle deadline).
+    pub request_guard: RequestGuard,
     pub frontend: Arc<Counters>,
     pub drain_to_maint: bool,
     pub started: Instant,
@@ -158,6 +161,7 @@ impl Exchange {
             .record_timings(self.connect, self.response, total);
         drop(self.in_flight);
         drop(self.frontend_in_flight);
+        drop(self.request_guard);
         self.frontend.add_bytes_out(self.bytes);
         if self.drain_to_maint
             && self.server.admin_state() == AdminState::Drain

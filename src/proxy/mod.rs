@@ -7,6 +7,7 @@
 
 mod access_log;
 mod body;
+mod client_io;
 mod connect;
 mod error;
 mod headers;

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::access_log::LogRecord;
 use super::body::{Exchange, ProxyBody};
+use super::client_io::{ConnActivity, RequestGuard};
 use super::connect::{self, ConnectFailure};
 use super::error::ProxyError;
 use super::headers::{self, Forwarding};
@@ -30,6 +31,8 @@ use crate::upstream::{RequestBody, UpstreamSender};
 #[derive(Debug)]
 pub struct ConnContext {
     pub shared: Arc<Shared>,
+    /// Tells the socket's deadlines when requests start and end.
+    pub activity: Arc<ConnActivity>,
     /// The frontend's configured address: how a request finds its frontend
     /// in whichever snapshot it loads.
     pub listen: SocketAddr,
@@ -45,9 +48,21 @@ pub async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let request_guard = ctx
+        .activity
+        .request_started(request.version() == Version::HTTP_2);
     let snapshot = ctx.shared.runtime.snapshot();
     let line = ctx.shared.log.as_ref().map(|_| RequestLine::of(&request));
-    match forward(&ctx, &snapshot, request, started, line.as_ref()).await {
+    match forward(
+        &ctx,
+        &snapshot,
+        request,
+        started,
+        line.as_ref(),
+        request_guard,
+    )
+    .await
+    {
         Ok(response) => Ok(response),
         Err(failure) => Ok(answer_failure(&ctx, &snapshot, failure, started, line)),
     }
@@ -150,6 +165,7 @@ async fn forward(
     mut request: Request<Incoming>,
     started: Instant,
     line: Option<&RequestLine>,
+    request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Failure> {
     let (f, frontend) = snapshot
         .frontends
@@ -247,6 +263,7 @@ async fn forward(
                 head.headers
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             }
+            ctx.activity.upgraded();
             ctx.shared.tunnels.spawn(tunnel::run(
                 client_upgrade,
                 upstream_upgrade,
@@ -303,6 +320,7 @@ async fn forward(
         pool,
         in_flight,
         frontend_in_flight,
+        request_guard,
         frontend: Arc::clone(&frontend.counters),
         server: server.state.clone(),
         drain_to_maint: backend.drain_to_maint,

@@ -1,0 +1,267 @@
+//! The client connection's socket with its two read deadlines: a request
+//! head must arrive within `client_header` of its first byte (or of the
+//! accept), and a keep-alive connection may sit idle between requests for
+//! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
+//! keeps them here, where every read passes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::model::FrontendTimeouts;
+
+const PHASE_HEAD: u8 = 0;
+const PHASE_BUSY: u8 = 1;
+const PHASE_IDLE: u8 = 2;
+/// Upgraded to a tunnel: the tunnel's own idle timeout applies.
+const PHASE_TUNNEL: u8 = 3;
+
+/// What a client connection is doing, shared by its socket and its requests.
+#[derive(Debug)]
+pub struct ConnActivity {
+    start: Instant,
+    active: AtomicU32,
+    phase: AtomicU8,
+    /// Milliseconds after `start` when the current phase began.
+    since_ms: AtomicU64,
+    is_h2: AtomicBool,
+}
+
+impl ConnActivity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ConnActivity {
+            start: Instant::now(),
+            active: AtomicU32::new(0),
+            phase: AtomicU8::new(PHASE_HEAD),
+            since_ms: AtomicU64::new(0),
+            is_h2: AtomicBool::new(false),
+        })
+    }
+
+    /// A request head arrived; the guard ends the request when dropped.
+    pub fn request_started(self: &Arc<Self>, is_h2: bool) -> RequestGuard {
+        if is_h2 {
+            self.is_h2.store(true, Ordering::Relaxed);
+        }
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.phase.store(PHASE_BUSY, Ordering::Relaxed);
+        RequestGuard {
+            activity: Arc::clone(self),
+        }
+    }
+
+    /// The connection became a tunnel (WebSocket): no more request deadlines.
+    pub fn upgraded(&self) {
+        self.phase.store(PHASE_TUNNEL, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes arrived: on an idle HTTP/1 connection they begin a request head.
+    fn on_bytes(&self) {
+        if self.phase.load(Ordering::Relaxed) == PHASE_IDLE && !self.is_h2.load(Ordering::Relaxed) {
+            self.since_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.phase.store(PHASE_HEAD, Ordering::Relaxed);
+        }
+    }
+
+    /// When reading must have produced a request by.
+    fn deadline(&self, timeouts: &FrontendTimeouts) -> Option<Instant> {
+        let limit = match self.phase.load(Ordering::Relaxed) {
+            PHASE_HEAD => timeouts.client_header,
+            PHASE_IDLE => timeouts.idle,
+            _ => return None,
+        };
+        let since = std::time::Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
+        Some(self.start + since + limit)
+    }
+}
+
+/// One request in progress on a connection.
+#[derive(Debug)]
+pub struct RequestGuard {
+    activity: Arc<ConnActivity>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        if a.active.fetch_sub(1, Ordering::Relaxed) == 1
+            && a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
+        {
+            a.since_ms.store(a.now_ms(), Ordering::Relaxed);
+            a.phase.store(PHASE_IDLE, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The client socket, failing a read with `TimedOut` once the connection's
+/// deadline passes.
+#[derive(Debug)]
+pub struct ClientStream {
+    inner: TcpStream,
+    activity: Arc<ConnActivity>,
+    timeouts: FrontendTimeouts,
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl ClientStream {
+    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>, timeouts: FrontendTimeouts) -> Self {
+        ClientStream {
+            inner,
+            activity,
+            timeouts,
+            timer: Box::pin(tokio::time::sleep(timeouts.client_header)),
+            armed: None,
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.activity.on_bytes();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_deadline(cx),
+        }
+    }
+}
+
+impl ClientStream {
+    /// Called when a read would block: fails once the deadline has passed,
+    /// else makes sure the timer wakes this reader by then. While a request
+    /// runs there is no deadline, but the timer still wakes the reader every
+    /// `idle`, so a connection that turns idle meanwhile gets its deadline.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let deadline = self.activity.deadline(&self.timeouts);
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client sent no complete request in time",
+                )));
+            }
+            let wake_at = match (deadline, self.armed) {
+                (Some(d), _) => d,
+                (None, Some(armed)) if armed > now && armed <= now + self.timeouts.idle => armed,
+                (None, _) => now + self.timeouts.idle,
+            };
+            if self.armed != Some(wake_at) {
+                self.timer.as_mut().reset(wake_at.into());
+                self.armed = Some(wake_at);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer fired: look again at what the connection is doing.
+            self.armed = None;
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
+        client_header: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    fn limit(a: &ConnActivity) -> Option<Duration> {
+        a.deadline(&TIMEOUTS).map(|d| d.duration_since(a.start))
+    }
+
+    #[test]
+    fn phases_choose_the_deadline() {
+        let a = ConnActivity::new();
+        assert_eq!(
+            limit(&a),
+            Some(Duration::from_secs(10)),
+            "a new connection owes a head"
+        );
+        let guard = a.request_started(false);
+        assert_eq!(limit(&a), None, "no read deadline while a request runs");
+        let second = a.request_started(false);
+        drop(guard);
+        assert_eq!(limit(&a), None, "still one request running");
+        drop(second);
+        let idle = limit(&a).expect("idle deadline");
+        assert!(idle >= Duration::from_secs(60) && idle < Duration::from_secs(61));
+        a.on_bytes();
+        let head = limit(&a).expect("head deadline");
+        assert!(head >= Duration::from_secs(10) && head < Duration::from_secs(11));
+    }
+
+    #[test]
+    fn http2_connections_only_have_the_idle_deadline_between_requests() {
+        let a = ConnActivity::new();
+        drop(a.request_started(true));
+        a.on_bytes();
+        let idle = limit(&a).expect("idle deadline");
+        assert!(idle >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn tunnels_have_no_request_deadline() {
+        let a = ConnActivity::new();
+        let guard = a.request_started(false);
+        a.upgraded();
+        drop(guard);
+        a.on_bytes();
+        assert_eq!(limit(&a), None);
+    }
+}
