@@ -12,7 +12,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
-use crate::model::AdminState;
 use crate::state::{Counters, InFlight, ServerState};
 use crate::upstream::{ServerPool, UpstreamSender};
 
@@ -136,7 +135,6 @@ pub struct Exchange {
     pub in_flight: InFlight,
     pub frontend_in_flight: InFlight,
     pub frontend: Arc<Counters>,
-    pub drain_to_maint: bool,
     pub started: Instant,
     pub connect: Duration,
     pub response: Duration,
@@ -159,17 +157,8 @@ impl Exchange {
         drop(self.in_flight);
         drop(self.frontend_in_flight);
         self.frontend.add_bytes_out(self.bytes);
-        if self.drain_to_maint
-            && self.server.admin_state() == AdminState::Drain
-            && self.server.counters.active() == 0
-        {
-            self.server.set_admin_state(AdminState::Maint);
-            tracing::info!(
-                backend = %self.server.backend,
-                server = %self.server.server,
-                "drained: last request ended, server set to MAINT"
-            );
-        }
+        // With `drain_to_maint`, the last request of a DRAIN server ends it.
+        self.server.finish_drain();
         if let Some(entry) = self.log.take() {
             let (log, mut record) = *entry;
             record.bytes = self.bytes;

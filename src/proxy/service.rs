@@ -305,7 +305,6 @@ async fn forward(
         frontend_in_flight,
         frontend: Arc::clone(&frontend.counters),
         server: server.state.clone(),
-        drain_to_maint: backend.drain_to_maint,
         started,
         connect,
         response: response_time,
