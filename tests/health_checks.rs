@@ -199,3 +199,40 @@ async fn with_every_server_down_or_in_maint_the_answer_is_a_fast_503() {
     assert!(took < Duration::from_millis(100), "503 took {took:?}");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn leaving_maint_waits_for_a_check_before_traffic_returns() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let proxy = start_proxy(&config(CHECK, &[(&a, ""), (&b, "")])).await;
+    let a_state = server(&proxy, "a");
+    eventually("a checked", || async {
+        a_state.check_status().last == Some(CheckOutcome::Passed { status: Some(200) })
+    })
+    .await;
+    // Maintenance leaves a broken; it was UP when checks stopped.
+    a_state.set_admin_state(AdminState::Maint);
+    a.set_status(Some(500));
+    a_state.set_admin_state(AdminState::Ready);
+    let c = client();
+    assert_eq!(
+        tally(&proxy, &c, "/", None, 10).await,
+        all("b", 10),
+        "no traffic before a check"
+    );
+    eventually("a marked DOWN", || async {
+        a_state.health() == Health::Down
+    })
+    .await;
+    assert_eq!(tally(&proxy, &c, "/", None, 10).await, all("b", 10));
+
+    // Fixed during a second maintenance: back once a check passes.
+    a_state.set_admin_state(AdminState::Maint);
+    a.set_status(None);
+    a_state.set_admin_state(AdminState::Ready);
+    eventually("a UP", || async { a_state.health() == Health::Up }).await;
+    eventually("a takes traffic again", || async {
+        tally(&proxy, &c, "/", None, 2).await.get("a") == Some(&1)
+    })
+    .await;
+    proxy.shutdown().await;
+}

@@ -40,6 +40,9 @@ pub struct ServerState {
     is_checked: AtomicBool,
     /// Operator switch: checks paused from the admin API.
     is_check_disabled: AtomicBool,
+    /// Left MAINT with checks running: takes no traffic until the next
+    /// check has re-evaluated its health.
+    is_awaiting_check: AtomicBool,
     /// Effective weight; the config's value unless an operator changed it.
     weight: AtomicU32,
     config_weight: AtomicU32,
@@ -84,6 +87,7 @@ impl ServerState {
             health: AtomicU8::new(encode_health(Health::Up)),
             is_checked: AtomicBool::new(false),
             is_check_disabled: AtomicBool::new(false),
+            is_awaiting_check: AtomicBool::new(false),
             weight: AtomicU32::new(weight),
             config_weight: AtomicU32::new(weight),
             drain_since: AtomicU64::new(if admin == AdminState::Drain {
@@ -118,6 +122,11 @@ impl ServerState {
                 0
             };
             self.drain_since.store(since, Ordering::Relaxed);
+        }
+        if old == AdminState::Maint && state != AdminState::Maint {
+            // Checks were stopped; the health they left may be stale.
+            let is_checking = self.is_checked() && !self.is_check_disabled();
+            self.is_awaiting_check.store(is_checking, Ordering::Relaxed);
         }
         if state == AdminState::Drain {
             self.finish_drain();
@@ -206,6 +215,22 @@ impl ServerState {
 
     pub fn set_check_disabled(&self, disabled: bool) {
         self.is_check_disabled.store(disabled, Ordering::Relaxed);
+        if disabled {
+            // No check is coming to re-evaluate it.
+            self.end_awaiting_check();
+        }
+    }
+
+    /// Whether the server left MAINT and waits for a check before it takes
+    /// traffic again.
+    pub fn is_awaiting_check(&self) -> bool {
+        self.is_awaiting_check.load(Ordering::Relaxed)
+    }
+
+    /// A check re-evaluated the server's health after MAINT (or checks
+    /// stopped): its health decides again.
+    pub fn end_awaiting_check(&self) {
+        self.is_awaiting_check.store(false, Ordering::Relaxed);
     }
 
     pub fn weight(&self) -> u32 {
@@ -381,6 +406,25 @@ mod tests {
         assert_eq!(s.admin_state(), AdminState::Drain);
         s.set_drain_to_maint(true);
         assert_eq!(s.admin_state(), AdminState::Maint);
+    }
+
+    #[test]
+    fn leaving_maint_awaits_a_check_only_when_checks_run() {
+        let s = server();
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!s.is_awaiting_check(), "no check configured");
+        s.set_checked(true);
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Drain);
+        assert!(s.is_awaiting_check());
+        s.set_admin_state(AdminState::Ready);
+        assert!(s.is_awaiting_check(), "DRAIN -> READY keeps waiting");
+        s.set_check_disabled(true);
+        assert!(!s.is_awaiting_check(), "no check is coming");
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!s.is_awaiting_check());
     }
 
     #[test]
