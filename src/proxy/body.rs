@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
 use super::client_io::RequestGuard;
-use crate::model::AdminState;
 use crate::state::{Counters, InFlight, ServerState};
 use crate::upstream::{ServerPool, UpstreamSender};
 
@@ -139,7 +138,6 @@ pub struct Exchange {
     /// Ends the request on its client connection (idle deadline).
     pub request_guard: RequestGuard,
     pub frontend: Arc<Counters>,
-    pub drain_to_maint: bool,
     pub started: Instant,
     pub connect: Duration,
     pub response: Duration,
@@ -163,17 +161,8 @@ impl Exchange {
         drop(self.frontend_in_flight);
         drop(self.request_guard);
         self.frontend.add_bytes_out(self.bytes);
-        if self.drain_to_maint
-            && self.server.admin_state() == AdminState::Drain
-            && self.server.counters.active() == 0
-        {
-            self.server.set_admin_state(AdminState::Maint);
-            tracing::info!(
-                backend = %self.server.backend,
-                server = %self.server.server,
-                "drained: last request ended, server set to MAINT"
-            );
-        }
+        // With `drain_to_maint`, the last request of a DRAIN server ends it.
+        self.server.finish_drain();
         if let Some(entry) = self.log.take() {
             let (log, mut record) = *entry;
             record.bytes = self.bytes;

@@ -323,7 +323,6 @@ async fn forward(
         request_guard,
         frontend: Arc::clone(&frontend.counters),
         server: server.state.clone(),
-        drain_to_maint: backend.drain_to_maint,
         started,
         connect,
         response: response_time,
