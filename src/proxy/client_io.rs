@@ -3,6 +3,11 @@
 //! accept), and a keep-alive connection may sit idle between requests for
 //! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
 //! keeps them here, where every read passes.
+//!
+//! The same place watches request heads for one ambiguity hyper resolves
+//! silently: a head with both `Content-Length` and `Transfer-Encoding` (hyper
+//! drops the length and closes after the response). `HeadScan` notes it so
+//! the service can refuse the request with 400 (R1).
 
 use std::io;
 use std::pin::Pin;
@@ -32,6 +37,8 @@ pub struct ConnActivity {
     /// Milliseconds after `start` when the current phase began.
     since_ms: AtomicU64,
     is_h2: AtomicBool,
+    /// The last head read had both framing headers.
+    is_ambiguous: AtomicBool,
 }
 
 impl ConnActivity {
@@ -42,6 +49,7 @@ impl ConnActivity {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
+            is_ambiguous: AtomicBool::new(false),
         })
     }
 
@@ -55,6 +63,12 @@ impl ConnActivity {
         RequestGuard {
             activity: Arc::clone(self),
         }
+    }
+
+    /// Whether the request whose head was just read carried both
+    /// `Content-Length` and `Transfer-Encoding`; clears the mark.
+    pub fn take_ambiguous_framing(&self) -> bool {
+        self.is_ambiguous.swap(false, Ordering::Relaxed)
     }
 
     /// The connection became a tunnel (WebSocket): no more request deadlines.
@@ -113,6 +127,7 @@ pub struct ClientStream {
     timeouts: FrontendTimeouts,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    scan: HeadScan,
 }
 
 impl ClientStream {
@@ -123,6 +138,7 @@ impl ClientStream {
             timeouts,
             timer: Box::pin(tokio::time::sleep(timeouts.client_header)),
             armed: None,
+            scan: HeadScan::default(),
         }
     }
 }
@@ -139,6 +155,12 @@ impl AsyncRead for ClientStream {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.activity.on_bytes();
+                    if this.activity.phase.load(Ordering::Relaxed) == PHASE_HEAD
+                        && !this.activity.is_h2.load(Ordering::Relaxed)
+                        && this.scan.feed(&buf.filled()[before..])
+                    {
+                        this.activity.is_ambiguous.store(true, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
@@ -177,6 +199,75 @@ impl ClientStream {
             }
             // The timer fired: look again at what the connection is doing.
             self.armed = None;
+        }
+    }
+}
+
+/// Finds header lines named `Content-Length` and `Transfer-Encoding` in the
+/// bytes of one request head, across reads. Keeps only the first bytes of
+/// each line and skips the rest with `memchr`, so a head costs about one
+/// pass and no allocation.
+#[derive(Debug)]
+struct HeadScan {
+    /// The first bytes of the current line, while `is_collecting`.
+    prefix: [u8; HeadScan::LONGEST],
+    len: usize,
+    is_collecting: bool,
+    seen_length: bool,
+    seen_encoding: bool,
+}
+
+impl Default for HeadScan {
+    fn default() -> Self {
+        HeadScan {
+            prefix: [0; HeadScan::LONGEST],
+            len: 0,
+            is_collecting: true,
+            seen_length: false,
+            seen_encoding: false,
+        }
+    }
+}
+
+impl HeadScan {
+    const LONGEST: usize = "transfer-encoding:".len();
+
+    /// Feeds bytes read during a head; returns true when the head ended with
+    /// both framing headers, and starts over for the next head.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        loop {
+            if !self.is_collecting {
+                let Some(i) = memchr::memchr(b'\n', bytes) else {
+                    return false;
+                };
+                bytes = &bytes[i + 1..];
+                self.is_collecting = true;
+                self.len = 0;
+            }
+            let room = Self::LONGEST - self.len;
+            let take = memchr::memchr(b'\n', bytes)
+                .map_or(bytes.len(), |i| i + 1)
+                .min(room);
+            self.prefix[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+            self.len += take;
+            bytes = &bytes[take..];
+            let line = &self.prefix[..self.len];
+            let is_line_end = line.ends_with(b"\n");
+            if !is_line_end && self.len < Self::LONGEST {
+                return false;
+            }
+            if line == b"\r\n" || line == b"\n" {
+                let ambiguous = self.seen_length && self.seen_encoding;
+                *self = HeadScan::default();
+                return ambiguous;
+            }
+            let has = |name: &[u8]| {
+                line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+            };
+            self.seen_length |= has(b"content-length");
+            self.seen_encoding |= has(b"transfer-encoding");
+            self.is_collecting = is_line_end;
+            self.len = 0;
         }
     }
 }
@@ -253,6 +344,54 @@ mod tests {
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(60));
+    }
+
+    /// Feeds `head` cut at each position and expects `expected` every time.
+    fn check_scan(head: &[u8], expected: bool) {
+        for cut in 0..head.len() {
+            let mut scan = HeadScan::default();
+            let first = scan.feed(&head[..cut]);
+            let second = scan.feed(&head[cut..]);
+            assert_eq!(
+                first || second,
+                expected,
+                "cut at {cut}: {:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn head_scan_finds_both_framing_headers_across_reads() {
+        check_scan(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", true);
+        check_scan(
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 6\r\n\r\n",
+            true,
+        );
+        check_scan(
+            b"POST / HTTP/1.1\nContent-Length: 6\nTransfer-Encoding: chunked\n\n",
+            true,
+        );
+        check_scan(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n",
+            false,
+        );
+        check_scan(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Content-Length: 6\r\n\r\n",
+            false,
+        );
+        check_scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false);
+    }
+
+    #[test]
+    fn head_scan_starts_over_for_the_next_head() {
+        let mut scan = HeadScan::default();
+        assert!(
+            scan.feed(
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+        );
+        assert!(!scan.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
 
     #[test]

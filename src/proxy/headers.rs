@@ -276,6 +276,27 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
     }
 }
 
+/// Refuses a response whose framing is ambiguous (R4): a `Transfer-Encoding`
+/// other than one `chunked`, or one beside a `Content-Length`.
+pub fn check_response_framing(headers: &HeaderMap) -> Result<(), &'static str> {
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let Some(first) = te.next() else {
+        return Ok(());
+    };
+    if te.next().is_some()
+        || !first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Err("transfer-encoding other than chunked");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Err("both content-length and transfer-encoding");
+    }
+    Ok(())
+}
+
 /// Rewrites a server's response headers for the client.
 pub fn rewrite_response(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);

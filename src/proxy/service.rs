@@ -187,6 +187,11 @@ async fn forward(
         request.headers(),
     )
     .map_err(in_frontend)?;
+    if ctx.activity.take_ambiguous_framing() {
+        return Err(in_frontend(ProxyError::BadRequest(
+            "both content-length and transfer-encoding",
+        )));
+    }
     let path =
         normalize_path(request.uri().path()).map_err(|e| in_frontend(ProxyError::BadPath(e)))?;
     let host = headers::routing_host(request.uri(), request.headers());
@@ -246,6 +251,17 @@ async fn forward(
         response_time,
     } = sent.map_err(|(error, server)| in_backend(error, server))?;
     let server = &backend.servers[s];
+    if let Err(reason) = headers::check_response_framing(response.headers()) {
+        // The connection is dropped with `sender`, never pooled (R4).
+        server.state.counters.count_response_error();
+        return Err(in_backend(
+            ProxyError::BadResponse {
+                server: server_name(backend, s),
+                reason,
+            },
+            Some(s),
+        ));
+    }
     server
         .state
         .counters
