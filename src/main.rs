@@ -120,17 +120,18 @@ fn check(path: &Path) -> ExitCode {
 }
 
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+    serve_until_signalled(start(config, state_dir).await?).await
+}
+
+/// Loads `config` and starts serving it.
+async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
-    let running = app::start(
-        topology,
-        StartOptions {
-            config_file: Some(config.to_owned()),
-            admin_token: None,
-            state_dir,
-        },
-    )
-    .await?;
-    serve_until_signalled(running).await
+    let options = StartOptions {
+        config_file: Some(config.to_owned()),
+        admin_token: None,
+        state_dir,
+    };
+    app::start(topology, options).await
 }
 
 async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
@@ -139,16 +140,7 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
         let addr: SocketAddr = addr.parse()?;
         app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
     }
-    let topology = app::load(config)?;
-    let running = app::start(
-        topology,
-        StartOptions {
-            config_file: Some(config.to_owned()),
-            admin_token: None,
-            state_dir,
-        },
-    )
-    .await?;
+    let running = start(config, state_dir).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",

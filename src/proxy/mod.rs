@@ -6,6 +6,7 @@
 //! `error::ProxyError::status`, logged and counted once.
 
 mod access_log;
+mod attempt;
 mod body;
 mod client_io;
 mod connect;
@@ -14,6 +15,7 @@ mod headers;
 mod listener;
 mod normalize;
 mod service;
+mod sticky;
 mod tunnel;
 
 use std::sync::Arc;
