@@ -46,6 +46,11 @@ pub async fn connect_upgradable(
     Ok(sender)
 }
 
+/// Most bytes read ahead from one server connection. hyper's default (about
+/// 400 KiB) let every pooled connection keep a buffer that large after one
+/// big response; 64 KiB still moves large bodies in few reads.
+const READ_BUFFER_LIMIT: usize = 64 * 1024;
+
 type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, RequestBody>;
 
 async fn handshake(
@@ -58,6 +63,7 @@ async fn handshake(
         .map_err(ConnectFailure::Io)?;
     stream.set_nodelay(true).map_err(ConnectFailure::Io)?;
     hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER_LIMIT)
         .handshake::<_, RequestBody>(TokioIo::new(stream))
         .await
         .map_err(ConnectFailure::Handshake)
