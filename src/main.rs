@@ -94,6 +94,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -119,17 +120,18 @@ fn check(path: &Path) -> ExitCode {
 }
 
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+    serve_until_signalled(start(config, state_dir).await?).await
+}
+
+/// Loads `config` and starts serving it.
+async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
-    let running = app::start(
-        topology,
-        StartOptions {
-            config_file: Some(config.to_owned()),
-            admin_token: None,
-            state_dir,
-        },
-    )
-    .await?;
-    serve_until_signalled(running).await
+    let options = StartOptions {
+        config_file: Some(config.to_owned()),
+        admin_token: None,
+        state_dir,
+    };
+    app::start(topology, options).await
 }
 
 async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
@@ -138,16 +140,7 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
         let addr: SocketAddr = addr.parse()?;
         app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
     }
-    let topology = app::load(config)?;
-    let running = app::start(
-        topology,
-        StartOptions {
-            config_file: Some(config.to_owned()),
-            admin_token: None,
-            state_dir,
-        },
-    )
-    .await?;
+    let running = start(config, state_dir).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",

@@ -147,6 +147,129 @@ async fn a_slow_request_head_is_cut_by_the_client_header_timeout() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let b = Backend::start("b").await;
+    let proxy = start_proxy(&config(
+        &server("b", b.addr),
+        "",
+        "timeouts = { client_header = \"5s\", idle = \"300ms\" }",
+    ))
+    .await;
+    let mut stream = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let idle_from = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connection still open after 4 s");
+    assert!(idle_from.elapsed() >= Duration::from_millis(250));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_that_reached_a_server_is_never_sent_again() {
+    // The first server reads the request and hangs up without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+        }
+    });
+    let good = Backend::start("good").await;
+    let proxy = start_proxy(&config(
+        &(server("rude", rude) + &server("good", good.addr)),
+        "retries = 2",
+        "",
+    ))
+    .await;
+    let (status, _, _) = get(&client(), &url(&proxy, "web", "/")).await;
+    assert_eq!(
+        status, 502,
+        "the request reached the first server: no retry"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(good.hits(), 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unresolvable_server_name_is_down_and_the_proxy_still_starts() {
+    let good = Backend::start("good").await;
+    let proxy = start_proxy(&config(
+        &(server("ghost", "ghost.invalid:80")
+            + &server("named", format!("localhost:{}", good.addr.port()))),
+        "",
+        "",
+    ))
+    .await;
+    let ghost = proxy.runtime.registry().get("app", "ghost").unwrap();
+    assert_eq!(ghost.health(), switchyard::state::Health::Down);
+    assert_eq!(ghost.check_status().reason.as_deref(), Some("dns"));
+    let c = client();
+    for _ in 0..4 {
+        let (status, headers, _) = get(&c, &url(&proxy, "web", "/")).await;
+        assert_eq!(
+            (status, served_by(&headers).as_str()),
+            (200, "good"),
+            "a host name resolves"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_idle_keep_alive_connections_at_once() {
+    let b = Backend::start("b").await;
+    let proxy = start_proxy(&config(
+        &server("b", b.addr),
+        "",
+        "timeouts = { idle = \"60s\" }",
+    ))
+    .await;
+    let mut idle = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let held = {
+        let u = url(&proxy, "web", "/hold");
+        tokio::spawn(async move { get(&client(), &u).await })
+    };
+    eventually("request in flight", || async { b.held() == 1 }).await;
+    let shutdown = tokio::spawn(proxy.shutdown());
+    // The idle connection closes while the other request is still running.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!shutdown.is_finished());
+    b.release();
+    assert_eq!(held.await.unwrap().0, 200);
+    shutdown.await.unwrap();
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_an_in_flight_request_and_stops_accepting() {
     let b = Backend::start("b").await;
     let proxy = start_proxy(&config(&server("b", b.addr), "", "")).await;

@@ -5,6 +5,7 @@
 //! finish within `grace`, then stops the background tasks.
 
 pub mod demo;
+mod persist;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub struct Running {
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
     let grace = topology.global.grace;
+    let state_file = topology.global.state_file.clone();
     let access_log = topology.global.access_log;
     let max_connections = topology.global.max_connections;
     let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
@@ -61,6 +63,17 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
     background.spawn(reloader.run(stop_background.clone()));
+    if let Some(path) = state_file {
+        let restored = persist::restore(&path, &runtime).await?;
+        if restored > 0 {
+            tracing::info!(file = %path.display(), restored, "server states restored");
+        }
+        background.spawn(persist::keep_saved(
+            path,
+            Arc::clone(&runtime),
+            stop_background.clone(),
+        ));
+    }
 
     let (log, log_writer) = match access_log {
         Some(format) => {

@@ -15,13 +15,18 @@ use crate::state::{Health, ServerState};
 /// Whether a server may take a new, non-sticky request: READY, healthy and
 /// with a weight above 0. The one place that decides it.
 pub fn is_eligible(state: &ServerState) -> bool {
-    state.admin_state() == AdminState::Ready && state.health() == Health::Up && state.weight() > 0
+    state.admin_state() == AdminState::Ready && is_healthy(state) && state.weight() > 0
 }
 
 /// Whether a client pinned to this server by its cookie may keep reaching it:
 /// READY or DRAIN (weight 0 included), and healthy. MAINT takes no traffic.
 pub fn accepts_sticky(state: &ServerState) -> bool {
-    state.admin_state() != AdminState::Maint && state.health() == Health::Up
+    state.admin_state() != AdminState::Maint && is_healthy(state)
+}
+
+/// UP, and not waiting for the check that re-evaluates it after MAINT.
+fn is_healthy(state: &ServerState) -> bool {
+    state.health() == Health::Up && !state.is_awaiting_check()
 }
 
 /// One server as the balancer sees it.
@@ -226,5 +231,17 @@ mod tests {
         s.set_admin_state(AdminState::Ready);
         s.set_health(Health::Down);
         assert!(!accepts_sticky(s));
+    }
+
+    #[test]
+    fn a_server_back_from_maint_waits_for_its_check() {
+        let m = members(&[(1, false)]);
+        let s = &m[0].state;
+        s.set_checked(true);
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!is_eligible(s) && !accepts_sticky(s));
+        s.end_awaiting_check();
+        assert!(is_eligible(s) && accepts_sticky(s));
     }
 }

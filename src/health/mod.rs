@@ -16,10 +16,12 @@
 //! - a server whose address does not resolve is kept DOWN with reason `dns`;
 //! - while a server is in MAINT (or its checks are disabled by an operator)
 //!   no check runs; the task looks again every interval. On leaving MAINT the
-//!   server keeps its last health and is checked at once (within one
-//!   interval of the change); the rise/fall counters go on from there.
-//!   HAProxy instead marks it UP at once with a single failure taking it down;
-//!   here a server that was DOWN before MAINT still needs `rise` successes.
+//!   health the checks left may be stale, so the server takes no traffic
+//!   (`ServerState::is_awaiting_check`) until the next check, within one
+//!   interval of the change, re-evaluates it: a pass lets an UP server take
+//!   traffic again, a failure takes it DOWN at once (as HAProxy does on
+//!   leaving maintenance) and `rise` passes bring it back. A server that was
+//!   DOWN before MAINT still needs `rise` passes.
 //! - a change made elsewhere (passive health marking a server DOWN) is taken
 //!   over before the next check, so `rise` counts from it;
 //! - shutdown stops the tasks and leaves every server's state as it is.
@@ -193,6 +195,7 @@ impl<P: Probe> HealthChecker<P> {
 /// A server that lost its check: "no check", which counts as UP.
 fn release(state: &ServerState) {
     state.set_checked(false);
+    state.end_awaiting_check();
     state.update_check_status(|status| *status = CheckStatus::default());
     if state.set_health(Health::Up) {
         info!(backend = %state.backend, server = %state.server,

@@ -69,10 +69,16 @@ impl<P: Probe> ServerCheck<P> {
             if !is_paused {
                 // Passive health (or anything else) may have changed it meanwhile.
                 tracker.force(state.health());
+                // Only a probe started after MAINT ended may re-evaluate it.
+                let is_recheck = state.is_awaiting_check();
                 let Some((outcome, took)) = self.probe_once(addr, &host).await else {
                     return;
                 };
+                let is_ok = outcome.is_ok();
                 record(state, &mut tracker, outcome, took);
+                if is_recheck {
+                    end_recheck(state, &mut tracker, is_ok);
+                }
             }
             next = next_check(next, period, Instant::now());
         }
@@ -128,6 +134,19 @@ fn record(
             log_flip(state, health, &text);
         }
     }
+}
+
+/// The first check after MAINT decides: a pass lets traffic return (if
+/// the server is UP), a failure takes it DOWN at once, so it needs `rise`
+/// passes to come back (HAProxy's rule on leaving maintenance).
+fn end_recheck(state: &ServerState, tracker: &mut HealthTracker, is_ok: bool) {
+    if !is_ok {
+        tracker.force(Health::Down);
+        if state.set_health(Health::Down) {
+            log_flip(state, Health::Down, "first check after MAINT failed");
+        }
+    }
+    state.end_awaiting_check();
 }
 
 /// Keeps a server whose address does not resolve DOWN, with reason `dns`.
@@ -252,6 +271,25 @@ mod tests {
         assert_eq!(status.duration, Duration::from_millis(4));
         assert_eq!((status.consecutive_ok, status.consecutive_fail), (0, 2));
         assert_eq!(status.reason, None);
+    }
+
+    #[test]
+    fn the_first_check_after_maint_decides_at_once() {
+        let s = server("s");
+        let mut tracker = HealthTracker::new(Health::Up, 2, 3);
+        s.set_checked(true);
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        end_recheck(&s, &mut tracker, true);
+        assert_eq!((s.health(), s.is_awaiting_check()), (Health::Up, false));
+
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        end_recheck(&s, &mut tracker, false);
+        assert_eq!((s.health(), s.is_awaiting_check()), (Health::Down, false));
+        assert_eq!(tracker.health, Health::Down);
+        assert_eq!(tracker.observe(true), None, "rise counts from here");
+        assert_eq!(tracker.observe(true), Some(Health::Up));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
-use crate::model::AdminState;
+use super::client_io::RequestGuard;
 use crate::state::{Counters, InFlight, ServerState};
 use crate::upstream::{ServerPool, UpstreamSender};
 
@@ -135,8 +135,9 @@ pub struct Exchange {
     pub server: Arc<ServerState>,
     pub in_flight: InFlight,
     pub frontend_in_flight: InFlight,
+    /// Ends the request on its client connection (idle deadline).
+    pub request_guard: RequestGuard,
     pub frontend: Arc<Counters>,
-    pub drain_to_maint: bool,
     pub started: Instant,
     pub connect: Duration,
     pub response: Duration,
@@ -158,18 +159,10 @@ impl Exchange {
             .record_timings(self.connect, self.response, total);
         drop(self.in_flight);
         drop(self.frontend_in_flight);
+        drop(self.request_guard);
         self.frontend.add_bytes_out(self.bytes);
-        if self.drain_to_maint
-            && self.server.admin_state() == AdminState::Drain
-            && self.server.counters.active() == 0
-        {
-            self.server.set_admin_state(AdminState::Maint);
-            tracing::info!(
-                backend = %self.server.backend,
-                server = %self.server.server,
-                "drained: last request ended, server set to MAINT"
-            );
-        }
+        // With `drain_to_maint`, the last request of a DRAIN server ends it.
+        self.server.finish_drain();
         if let Some(entry) = self.log.take() {
             let (log, mut record) = *entry;
             record.bytes = self.bytes;

@@ -23,11 +23,7 @@ pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<UpstreamSender, ConnectFailure> {
-    let stream = open(addr, timeout).await?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, RequestBody>(TokioIo::new(stream))
-        .await
-        .map_err(ConnectFailure::Handshake)?;
+    let (sender, conn) = handshake(addr, timeout).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(server = %addr, error = %e, "upstream connection ended");
@@ -41,11 +37,7 @@ pub async fn connect_upgradable(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<UpstreamSender, ConnectFailure> {
-    let stream = open(addr, timeout).await?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, RequestBody>(TokioIo::new(stream))
-        .await
-        .map_err(ConnectFailure::Handshake)?;
+    let (sender, conn) = handshake(addr, timeout).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(server = %addr, error = %e, "upstream connection ended");
@@ -54,11 +46,25 @@ pub async fn connect_upgradable(
     Ok(sender)
 }
 
-async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectFailure> {
+/// Most bytes read ahead from one server connection. hyper's default (about
+/// 400 KiB) let every pooled connection keep a buffer that large after one
+/// big response; 64 KiB still moves large bodies in few reads.
+const READ_BUFFER_LIMIT: usize = 64 * 1024;
+
+type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, RequestBody>;
+
+async fn handshake(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(UpstreamSender, Connection), ConnectFailure> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectFailure::Timeout)?
         .map_err(ConnectFailure::Io)?;
     stream.set_nodelay(true).map_err(ConnectFailure::Io)?;
-    Ok(stream)
+    hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER_LIMIT)
+        .handshake::<_, RequestBody>(TokioIo::new(stream))
+        .await
+        .map_err(ConnectFailure::Handshake)
 }

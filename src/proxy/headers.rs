@@ -15,17 +15,15 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 /// `Upgrade` is handled by the tunnel path.
-fn hop_by_hop() -> [&'static HeaderName; 8] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::TRAILER,
-        &header::UPGRADE,
-        &header::PROXY_AUTHORIZATION,
-    ]
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Checks what hyper leaves to the proxy: framing (R1) and `Host`.
@@ -141,21 +139,67 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Removes hop-by-hop headers: first every header the `Connection` header
 /// names (except ones whose removal would be unsafe), then the fixed list.
+/// Scans the names once and removes only what is there: most messages carry
+/// none, and then this costs one pass over the keys.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !is_protected(n))
-            .collect();
-        for name in named {
-            headers.remove(name);
+    strip(headers, |_| false);
+}
+
+/// `strip_hop_by_hop`, also removing the headers for which `extra` holds.
+fn strip(headers: &mut HeaderMap, extra: impl Fn(&HeaderName) -> bool) {
+    let mut found: [Option<HeaderName>; 12] = Default::default();
+    let mut n = 0;
+    let mut overflow = false;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) || extra(name) {
+            match found.get_mut(n) {
+                Some(slot) => {
+                    *slot = Some(name.clone());
+                    n += 1;
+                }
+                None => overflow = true,
+            }
         }
     }
-    for name in hop_by_hop() {
+    if n == 0 {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_listed(headers);
+    }
+    for name in found.iter_mut().take(n).filter_map(Option::take) {
+        headers.remove(name);
+    }
+    if overflow {
+        strip(headers, extra);
+    }
+}
+
+/// Removes the headers named by `Connection` tokens.
+fn remove_connection_listed(headers: &mut HeaderMap) {
+    let mut named: [Option<HeaderName>; 8] = Default::default();
+    let mut n = 0;
+    let tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"));
+    for token in tokens {
+        let Ok(name) = HeaderName::from_bytes(token.as_bytes()) else {
+            continue;
+        };
+        if is_protected(&name) {
+            tracing::debug!(header = %name, "ignoring a Connection token that names a protected header");
+            continue;
+        }
+        if let Some(slot) = named.get_mut(n) {
+            *slot = Some(name);
+            n += 1;
+        }
+    }
+    for name in named.iter_mut().take(n).filter_map(Option::take) {
         headers.remove(name);
     }
 }
@@ -185,9 +229,9 @@ pub fn rewrite_request(
     authority: Option<&http::uri::Authority>,
     fwd: &Forwarding<'_>,
 ) {
-    strip_hop_by_hop(headers);
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::EXPECT);
+    strip(headers, |name| {
+        name == header::CONTENT_LENGTH || name == header::EXPECT
+    });
     if !headers.contains_key(header::HOST) {
         if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             headers.insert(header::HOST, value);
@@ -230,6 +274,27 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
             headers.insert(&X_FORWARDED_FOR, peer.clone());
         }
     }
+}
+
+/// Refuses a response whose framing is ambiguous (R4): a `Transfer-Encoding`
+/// other than one `chunked`, or one beside a `Content-Length`.
+pub fn check_response_framing(headers: &HeaderMap) -> Result<(), &'static str> {
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let Some(first) = te.next() else {
+        return Ok(());
+    };
+    if te.next().is_some()
+        || !first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Err("transfer-encoding other than chunked");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Err("both content-length and transfer-encoding");
+    }
+    Ok(())
 }
 
 /// Rewrites a server's response headers for the client.

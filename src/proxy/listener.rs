@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::client_io::{ClientStream, ConnActivity};
 use super::service::{self, ConnContext};
 use crate::model::FrontendTimeouts;
 use crate::runtime::Snapshot;
@@ -176,8 +177,11 @@ async fn serve_connection(
         .iter()
         .find(|f| f.listen == listen)
         .map_or(DEFAULT_TIMEOUTS, |f| f.timeouts);
-    let builder = server_builder(timeouts);
+    let builder = server_builder();
+    let activity = ConnActivity::new();
+    let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity), timeouts));
     let ctx = Arc::new(ConnContext {
+        activity,
         peer_ip: HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         shared: Arc::clone(&shared),
@@ -186,7 +190,7 @@ async fn serve_connection(
         is_tls: false,
     });
     let service = service_fn(move |request| service::serve(Arc::clone(&ctx), request));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -205,12 +209,13 @@ const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     idle: Duration::from_secs(60),
 };
 
-fn server_builder(timeouts: FrontendTimeouts) -> auto::Builder<TokioExecutor> {
+/// hyper's settings; the head and idle deadlines are `ClientStream`'s.
+fn server_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.client_header)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()

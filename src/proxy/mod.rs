@@ -6,13 +6,16 @@
 //! `error::ProxyError::status`, logged and counted once.
 
 mod access_log;
+mod attempt;
 mod body;
+mod client_io;
 mod connect;
 mod error;
 mod headers;
 mod listener;
 mod normalize;
 mod service;
+mod sticky;
 mod tunnel;
 
 use std::sync::Arc;

@@ -11,25 +11,28 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use super::Shared;
 use super::access_log::LogRecord;
+use super::attempt::{self, Sent};
 use super::body::{Exchange, ProxyBody};
-use super::connect::{self, ConnectFailure};
+use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
 use super::headers::{self, Forwarding};
 use super::normalize::normalize_path;
-use super::tunnel;
-use crate::balance;
+use super::{sticky, tunnel};
 use crate::model::FrontendName;
-use crate::runtime::{BackendPlan, Snapshot};
-use crate::state::{Health, InFlight};
-use crate::upstream::{RequestBody, UpstreamSender};
+use crate::runtime::{BackendPlan, FrontendPlan, Snapshot};
+use crate::state::InFlight;
+use crate::upstream::RequestBody;
 
 /// What a client connection knows about itself; shared by its requests.
 #[derive(Debug)]
 pub struct ConnContext {
     pub shared: Arc<Shared>,
+    /// Tells the socket's deadlines when requests start and end.
+    pub activity: Arc<ConnActivity>,
     /// The frontend's configured address: how a request finds its frontend
     /// in whichever snapshot it loads.
     pub listen: SocketAddr,
@@ -45,9 +48,21 @@ pub async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let request_guard = ctx
+        .activity
+        .request_started(request.version() == Version::HTTP_2);
     let snapshot = ctx.shared.runtime.snapshot();
     let line = ctx.shared.log.as_ref().map(|_| RequestLine::of(&request));
-    match forward(&ctx, &snapshot, request, started, line.as_ref()).await {
+    match forward(
+        &ctx,
+        &snapshot,
+        request,
+        started,
+        line.as_ref(),
+        request_guard,
+    )
+    .await
+    {
         Ok(response) => Ok(response),
         Err(failure) => Ok(answer_failure(&ctx, &snapshot, failure, started, line)),
     }
@@ -143,13 +158,40 @@ fn answer_failure(
     response
 }
 
+/// Where a failure happened, to attribute it.
+#[derive(Clone, Copy)]
+struct Place {
+    frontend: usize,
+    backend: Option<usize>,
+}
+
+impl Place {
+    fn fail(self, error: ProxyError, server: Option<usize>) -> Failure {
+        Failure {
+            error,
+            frontend: Some(self.frontend),
+            backend: self.backend,
+            server,
+        }
+    }
+}
+
+/// What a request holds from its head to the end of its response body.
+struct Scope<'a> {
+    started: Instant,
+    line: Option<&'a RequestLine>,
+    request_guard: RequestGuard,
+    frontend_in_flight: InFlight,
+}
+
 /// Routes and forwards one request.
 async fn forward(
     ctx: &ConnContext,
     snapshot: &Snapshot,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     started: Instant,
     line: Option<&RequestLine>,
+    request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Failure> {
     let (f, frontend) = snapshot
         .frontends
@@ -157,40 +199,108 @@ async fn forward(
         .enumerate()
         .find(|(_, f)| f.listen == ctx.listen)
         .ok_or(ProxyError::NoRoute)?;
-    let frontend_in_flight = frontend.counters.begin();
-    let in_frontend = |error: ProxyError| Failure {
-        error,
-        frontend: Some(f),
-        backend: None,
-        server: None,
+    let scope = Scope {
+        started,
+        line,
+        request_guard,
+        frontend_in_flight: frontend.counters.begin(),
     };
+    let mut place = Place {
+        frontend: f,
+        backend: None,
+    };
+    let (b, origin_form) =
+        route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+    place.backend = Some(b);
+    let backend = &snapshot.backends[b];
+    let prepared = prepare(ctx, frontend, backend, request, origin_form);
+    let sent = attempt::send_with_retries(
+        backend,
+        prepared.pinned,
+        prepared.request,
+        prepared.upgrade.is_some(),
+    )
+    .await
+    .map_err(|(error, server)| place.fail(error, server))?;
+    let s = sent.server;
+    if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
+        // The connection is dropped with `sent.sender`, never pooled (R4).
+        backend.servers[s].state.counters.count_response_error();
+        let server = attempt::server_name(backend, s);
+        return Err(place.fail(ProxyError::BadResponse { server, reason }, Some(s)));
+    }
+    let status = sent.response.status();
+    backend.servers[s]
+        .state
+        .counters
+        .count_response(status.as_u16());
+    frontend.counters.count_response(status.as_u16());
+    match prepared.upgrade {
+        Some(upgrade) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
+            Ok(open_tunnel(ctx, backend, upgrade, sent))
+        }
+        upgrade => relay(
+            ctx,
+            frontend,
+            backend,
+            sent,
+            prepared.pinned,
+            upgrade.is_some(),
+            scope,
+        )
+        .map_err(|e| place.fail(e, Some(s))),
+    }
+}
+
+/// Validates the request and finds its backend; returns the backend and the
+/// request target to forward, in origin form with the normalised path.
+fn route(
+    ctx: &ConnContext,
+    snapshot: &Snapshot,
+    frontend: &FrontendPlan,
+    request: &Request<Incoming>,
+) -> Result<(usize, Uri), ProxyError> {
     headers::validate_request(
         request.method(),
         request.version(),
         request.uri(),
         request.headers(),
-    )
-    .map_err(in_frontend)?;
-    let path =
-        normalize_path(request.uri().path()).map_err(|e| in_frontend(ProxyError::BadPath(e)))?;
+    )?;
+    if ctx.activity.take_ambiguous_framing() {
+        return Err(ProxyError::BadRequest(
+            "both content-length and transfer-encoding",
+        ));
+    }
+    let path = normalize_path(request.uri().path()).map_err(ProxyError::BadPath)?;
     let host = headers::routing_host(request.uri(), request.headers());
     let target = frontend
         .route(host.as_deref(), &path)
-        .ok_or_else(|| in_frontend(ProxyError::NoRoute))?;
+        .ok_or(ProxyError::NoRoute)?;
     let b = target
         .backend(|b| snapshot.backends[b].has_eligible_server())
-        .ok_or_else(|| in_frontend(ProxyError::NoServer))?;
-    let backend = &snapshot.backends[b];
-    let in_backend = |error: ProxyError, server: Option<usize>| Failure {
-        error,
-        frontend: Some(f),
-        backend: Some(b),
-        server,
-    };
-
+        .ok_or(ProxyError::NoServer)?;
     // Route on the normalised path and forward that same path (R5).
-    let origin_form = origin_form(request.uri(), &path).map_err(|e| in_backend(e, None))?;
-    drop(host);
+    Ok((b, origin_form(request.uri(), &path)?))
+}
+
+/// A request ready for the servers.
+struct Prepared {
+    request: Request<RequestBody>,
+    /// The client side of a protocol switch (WebSocket), if one is asked for.
+    upgrade: Option<OnUpgrade>,
+    /// The server the sticky cookie names, if it may serve the request.
+    pinned: Option<usize>,
+}
+
+/// Rewrites the request for the servers: origin-form target, HTTP/1.1,
+/// headers rewritten, sticky cookie taken out.
+fn prepare(
+    ctx: &ConnContext,
+    frontend: &FrontendPlan,
+    backend: &BackendPlan,
+    mut request: Request<Incoming>,
+    origin_form: Uri,
+) -> Prepared {
     let upgrade = headers::is_upgrade(request.version(), request.headers()).then(|| {
         (
             hyper::upgrade::on(&mut request),
@@ -211,69 +321,69 @@ async fn forward(
             host_override: backend.host.as_ref(),
         },
     );
-    let pinned = sticky_server(backend, &mut parts.headers);
+    let pinned = sticky::sticky_server(backend, &mut parts.headers);
     if let Some((_, Some(protocol))) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let request = Request::from_parts(parts, RequestBody::new(body));
+    Prepared {
+        request: Request::from_parts(parts, RequestBody::new(body)),
+        upgrade: upgrade.map(|(on, _)| on),
+        pinned,
+    }
+}
 
-    let sent = send_with_retries(backend, pinned, request, upgrade.is_some()).await;
+/// Answers 101 and hands both upgraded connections to a tunnel task.
+fn open_tunnel(
+    ctx: &ConnContext,
+    backend: &BackendPlan,
+    client: OnUpgrade,
+    sent: Sent,
+) -> Response<ProxyBody> {
     let Sent {
         server: s,
-        in_flight,
-        sender,
         mut response,
-        connect,
-        response_time,
-    } = sent.map_err(|(error, server)| in_backend(error, server))?;
-    let server = &backend.servers[s];
-    server
-        .state
-        .counters
-        .count_response(response.status().as_u16());
-
-    let is_upgrade = upgrade.is_some();
-    if let Some((client_upgrade, _)) = upgrade {
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let (mut head, _) = response.into_parts();
-            let protocol = head.headers.get(header::UPGRADE).cloned();
-            headers::rewrite_response(&mut head.headers);
-            if let Some(protocol) = protocol {
-                head.headers.insert(header::UPGRADE, protocol);
-                head.headers
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            }
-            ctx.shared.tunnels.spawn(tunnel::run(
-                client_upgrade,
-                upstream_upgrade,
-                backend.timeouts.tunnel,
-                server.state.clone(),
-                ctx.shared.stop_tunnels.clone(),
-            ));
-            return Ok(Response::from_parts(head, ProxyBody::empty()));
-        }
-    }
-    let (mut head, body) = response.into_parts();
-
+        ..
+    } = sent;
+    let upstream = hyper::upgrade::on(&mut response);
+    let (mut head, _) = response.into_parts();
+    let protocol = head.headers.get(header::UPGRADE).cloned();
     headers::rewrite_response(&mut head.headers);
-    if let Some(cookie) = &backend.cookie {
-        if pinned != Some(s) {
-            let values = if ctx.is_tls {
-                &cookie.set_cookie_secure
-            } else {
-                &cookie.set_cookie
-            };
-            head.headers.append(header::SET_COOKIE, values[s].clone());
-            head.headers
-                .entry(header::CACHE_CONTROL)
-                .or_insert(HeaderValue::from_static("private"));
-        }
+    if let Some(protocol) = protocol {
+        head.headers.insert(header::UPGRADE, protocol);
+        head.headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let log = ctx.shared.log.as_ref().zip(line).map(|(log, line)| {
+    ctx.activity.upgraded();
+    ctx.shared.tunnels.spawn(tunnel::run(
+        client,
+        upstream,
+        backend.timeouts.tunnel,
+        Arc::clone(&backend.servers[s].state),
+        ctx.shared.stop_tunnels.clone(),
+    ));
+    Response::from_parts(head, ProxyBody::empty())
+}
+
+/// Streams a server's response back; its body ends the exchange.
+fn relay(
+    ctx: &ConnContext,
+    frontend: &FrontendPlan,
+    backend: &BackendPlan,
+    sent: Sent,
+    pinned: Option<usize>,
+    is_upgradable: bool,
+    scope: Scope<'_>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let s = sent.server;
+    let server = &backend.servers[s];
+    let pool = server.pool.clone().ok_or(ProxyError::NoServer)?;
+    let (mut head, body) = sent.response.into_parts();
+    headers::rewrite_response(&mut head.headers);
+    sticky::set_cookie(backend, s, pinned, ctx.is_tls, &mut head.headers);
+    let log = ctx.shared.log.as_ref().zip(scope.line).map(|(log, line)| {
         Box::new((
             log.clone(),
             LogRecord {
@@ -287,28 +397,25 @@ async fn forward(
                 version: line.version,
                 status: head.status.as_u16(),
                 bytes: 0,
-                connect: Some(connect),
-                response: Some(response_time),
+                connect: Some(sent.connect),
+                response: Some(sent.response_time),
                 total: Duration::ZERO,
                 termination: None,
             },
         ))
     });
-    let Some(pool) = server.pool.clone() else {
-        return Err(in_backend(ProxyError::NoServer, Some(s)));
-    };
     let exchange = Exchange {
-        // An upgradable connection is never pooled.
-        sender: if is_upgrade { None } else { sender },
+        // A connection that may switch protocols is never pooled.
+        sender: if is_upgradable { None } else { sent.sender },
         pool,
-        in_flight,
-        frontend_in_flight,
+        in_flight: sent.in_flight,
+        frontend_in_flight: scope.frontend_in_flight,
+        request_guard: scope.request_guard,
         frontend: Arc::clone(&frontend.counters),
-        server: server.state.clone(),
-        drain_to_maint: backend.drain_to_maint,
-        started,
-        connect,
-        response: response_time,
+        server: Arc::clone(&server.state),
+        started: scope.started,
+        connect: sent.connect,
+        response: sent.response_time,
         bytes: 0,
         log,
     };
@@ -336,235 +443,4 @@ fn origin_form(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
             .map_err(|_| ProxyError::BadPath("unparseable path"))?,
     };
     Ok(Uri::from(pq))
-}
-
-/// The server the request's sticky cookie names, if it may still serve it.
-/// The cookie is removed from the request (HAProxy's `indirect`).
-fn sticky_server(backend: &BackendPlan, headers: &mut http::HeaderMap) -> Option<usize> {
-    let cookie = backend.cookie.as_ref()?;
-    let mut found = None;
-    let mut rewritten: Option<Vec<String>> = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        let mut kept = Vec::new();
-        let mut matched = false;
-        for pair in value.split(';') {
-            let pair = pair.trim();
-            match pair.split_once('=') {
-                Some((name, v)) if name == &*cookie.name => {
-                    found = found.or_else(|| backend.server_by_cookie(v));
-                    matched = true;
-                }
-                _ if !pair.is_empty() => kept.push(pair),
-                _ => {}
-            }
-        }
-        let out = rewritten.get_or_insert_with(Vec::new);
-        if matched {
-            if !kept.is_empty() {
-                out.push(kept.join("; "));
-            }
-        } else {
-            out.push(value.to_owned());
-        }
-    }
-    if let Some(values) = rewritten {
-        if found.is_some() || values.len() != headers.get_all(header::COOKIE).iter().count() {
-            headers.remove(header::COOKIE);
-            for v in values {
-                if let Ok(v) = HeaderValue::try_from(v) {
-                    headers.append(header::COOKIE, v);
-                }
-            }
-        }
-    }
-    found.filter(|&s| balance::accepts_sticky(&backend.servers[s].state))
-}
-
-/// A response head from a server.
-struct Sent {
-    server: usize,
-    /// Counts the request as active on the server from the moment it is sent.
-    in_flight: InFlight,
-    /// The connection, to return to the pool when the body ends.
-    sender: Option<UpstreamSender>,
-    response: Response<Incoming>,
-    connect: Duration,
-    response_time: Duration,
-}
-
-/// Servers already tried for one request.
-struct Tried {
-    servers: [usize; 12],
-    len: usize,
-}
-
-impl Tried {
-    fn new() -> Self {
-        Tried {
-            servers: [usize::MAX; 12],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, server: usize) {
-        if self.len < self.servers.len() {
-            self.servers[self.len] = server;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[usize] {
-        &self.servers[..self.len]
-    }
-}
-
-/// Sends the request to a server, retrying connect failures on other
-/// servers. A request whose bytes reached a server is never sent again.
-async fn send_with_retries(
-    backend: &BackendPlan,
-    pinned: Option<usize>,
-    mut request: Request<RequestBody>,
-    is_upgrade: bool,
-) -> Result<Sent, (ProxyError, Option<usize>)> {
-    let mut tried = Tried::new();
-    let mut attempts_left = backend.retries.saturating_add(1);
-    // The first attempt honours the sticky cookie; an attempt after a stale
-    // pooled connection stays on that server with a fresh connection.
-    let mut forced = pinned;
-    let mut fresh_only = false;
-    loop {
-        let choice = forced
-            .take()
-            .or_else(|| backend.balancer.pick(tried.as_slice()));
-        let Some(s) = choice else {
-            return Err((ProxyError::NoServer, None));
-        };
-        let server = &backend.servers[s];
-        let Some(pool) = &server.pool else {
-            tried.push(s);
-            continue;
-        };
-        let connect_started = Instant::now();
-        let mut reused = None;
-        if !is_upgrade && !fresh_only {
-            while let Some(mut sender) = pool.checkout() {
-                if sender.ready().await.is_ok() {
-                    reused = Some(sender);
-                    break;
-                }
-            }
-        }
-        let is_reused = reused.is_some();
-        let sender = match reused {
-            Some(sender) => Ok(sender),
-            None if is_upgrade => {
-                connect::connect_upgradable(pool.addr, backend.timeouts.connect).await
-            }
-            None => connect::connect(pool.addr, backend.timeouts.connect).await,
-        };
-        let mut sender = match sender {
-            Ok(sender) => sender,
-            Err(failure) => {
-                let error = connect_error(backend, s, failure);
-                tried.push(s);
-                attempts_left -= 1;
-                if attempts_left == 0 {
-                    return Err((error, Some(s)));
-                }
-                server.state.counters.count_retry();
-                server.state.counters.count_redispatch();
-                continue;
-            }
-        };
-        server.state.record_conn_success();
-        let connect = if is_reused {
-            Duration::ZERO
-        } else {
-            connect_started.elapsed()
-        };
-        request.body_mut().count_into(&server.state.counters);
-        let in_flight = server.state.counters.begin();
-        let sent_at = Instant::now();
-        let outcome =
-            tokio::time::timeout(backend.timeouts.response, sender.try_send_request(request)).await;
-        match outcome {
-            Ok(Ok(response)) => {
-                return Ok(Sent {
-                    server: s,
-                    in_flight,
-                    sender: Some(sender),
-                    response,
-                    connect,
-                    response_time: sent_at.elapsed(),
-                });
-            }
-            Ok(Err(mut e)) => match e.take_message() {
-                // Not sent: the pooled connection closed under us. Try again
-                // on a fresh connection; this is no retry.
-                Some(unsent) if is_reused => {
-                    request = unsent;
-                    forced = Some(s);
-                    fresh_only = true;
-                    continue;
-                }
-                _ => {
-                    server.state.counters.count_response_error();
-                    let source = e.into_error();
-                    return Err((
-                        if source.is_parse() {
-                            ProxyError::BadResponse {
-                                server: server_name(backend, s),
-                                reason: "unparseable response",
-                            }
-                        } else {
-                            ProxyError::Upstream {
-                                server: server_name(backend, s),
-                                source,
-                            }
-                        },
-                        Some(s),
-                    ));
-                }
-            },
-            Err(_elapsed) => {
-                server.state.counters.count_response_error();
-                return Err((
-                    ProxyError::ResponseTimeout {
-                        server: server_name(backend, s),
-                    },
-                    Some(s),
-                ));
-            }
-        }
-    }
-}
-
-fn server_name(backend: &BackendPlan, s: usize) -> String {
-    format!("{}/{}", backend.name, backend.servers[s].state.server)
-}
-
-/// Counts a connect failure, applies passive health, and names the error.
-fn connect_error(backend: &BackendPlan, s: usize, failure: ConnectFailure) -> ProxyError {
-    let state = &backend.servers[s].state;
-    state.counters.count_connection_error();
-    let consecutive = state.record_conn_failure();
-    if let Some(fall) = backend.passive_fall {
-        // Only a checked server can come back, so only it is taken out.
-        if state.is_checked() && consecutive >= fall && state.set_health(Health::Down) {
-            state.update_check_status(|c| c.reason = Some("passive".to_owned()));
-            tracing::warn!(
-                backend = %backend.name,
-                server = %state.server,
-                consecutive,
-                "server DOWN: consecutive connection failures"
-            );
-        }
-    }
-    let server = server_name(backend, s);
-    match failure {
-        ConnectFailure::Io(source) => ProxyError::Connect { server, source },
-        ConnectFailure::Timeout => ProxyError::ConnectTimeout { server },
-        ConnectFailure::Handshake(source) => ProxyError::Upstream { server, source },
-    }
 }

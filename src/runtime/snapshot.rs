@@ -220,7 +220,7 @@ fn build_backend(
     let mut members = Vec::with_capacity(backend.servers.len());
     let mut servers = Vec::with_capacity(backend.servers.len());
     for server in &backend.servers {
-        let state = registry.server(&backend.name, server);
+        let state = registry.server(backend, server);
         let addr = server
             .address
             .as_socket_addr()

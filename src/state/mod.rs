@@ -40,11 +40,17 @@ pub struct ServerState {
     is_checked: AtomicBool,
     /// Operator switch: checks paused from the admin API.
     is_check_disabled: AtomicBool,
+    /// Left MAINT with checks running: takes no traffic until the next
+    /// check has re-evaluated its health.
+    is_awaiting_check: AtomicBool,
     /// Effective weight; the config's value unless an operator changed it.
     weight: AtomicU32,
     config_weight: AtomicU32,
     /// Unix ms when DRAIN began, 0 when not draining.
     drain_since: AtomicU64,
+    /// The backend's `drain_to_maint`: DRAIN turns into MAINT by itself once
+    /// no request is active.
+    drain_to_maint: AtomicBool,
     /// Unix ms of the last admin state or health change.
     last_change: AtomicU64,
     /// Unix ms when the server last went DOWN, 0 when UP.
@@ -81,6 +87,7 @@ impl ServerState {
             health: AtomicU8::new(encode_health(Health::Up)),
             is_checked: AtomicBool::new(false),
             is_check_disabled: AtomicBool::new(false),
+            is_awaiting_check: AtomicBool::new(false),
             weight: AtomicU32::new(weight),
             config_weight: AtomicU32::new(weight),
             drain_since: AtomicU64::new(if admin == AdminState::Drain {
@@ -88,6 +95,7 @@ impl ServerState {
             } else {
                 0
             }),
+            drain_to_maint: AtomicBool::new(false),
             last_change: AtomicU64::new(now_millis()),
             down_since: AtomicU64::new(0),
             downtime_ms: AtomicU64::new(0),
@@ -102,7 +110,8 @@ impl ServerState {
         decode_admin(self.admin.load(Ordering::Relaxed))
     }
 
-    /// Sets the admin state; returns the previous one.
+    /// Sets the admin state; returns the previous one. DRAIN on a server
+    /// with `drain_to_maint` and no active request goes on to MAINT at once.
     pub fn set_admin_state(&self, state: AdminState) -> AdminState {
         let old = decode_admin(self.admin.swap(encode_admin(state), Ordering::AcqRel));
         if old != state {
@@ -114,7 +123,53 @@ impl ServerState {
             };
             self.drain_since.store(since, Ordering::Relaxed);
         }
+        if old == AdminState::Maint && state != AdminState::Maint {
+            // Checks were stopped; the health they left may be stale.
+            let is_checking = self.is_checked() && !self.is_check_disabled();
+            self.is_awaiting_check.store(is_checking, Ordering::Relaxed);
+        }
+        if state == AdminState::Drain {
+            self.finish_drain();
+        }
         old
+    }
+
+    /// Follows the backend's `drain_to_maint`; a server already draining with
+    /// no active request goes to MAINT at once when it is turned on.
+    pub fn set_drain_to_maint(&self, enabled: bool) {
+        self.drain_to_maint.store(enabled, Ordering::Relaxed);
+        if enabled {
+            self.finish_drain();
+        }
+    }
+
+    /// Moves DRAIN to MAINT if `drain_to_maint` is on and no request is
+    /// active; returns whether it did. Called when DRAIN begins and whenever
+    /// a request ends. Only DRAIN is replaced, so a state an operator set
+    /// meanwhile is never overwritten.
+    pub fn finish_drain(&self) -> bool {
+        if !self.drain_to_maint.load(Ordering::Relaxed) || self.counters.active() != 0 {
+            return false;
+        }
+        let drained = self
+            .admin
+            .compare_exchange(
+                encode_admin(AdminState::Drain),
+                encode_admin(AdminState::Maint),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if drained {
+            self.last_change.store(now_millis(), Ordering::Relaxed);
+            self.drain_since.store(0, Ordering::Relaxed);
+            tracing::info!(
+                backend = %self.backend,
+                server = %self.server,
+                "server DRAIN -> MAINT: drained, no request active"
+            );
+        }
+        drained
     }
 
     pub fn health(&self) -> Health {
@@ -160,6 +215,22 @@ impl ServerState {
 
     pub fn set_check_disabled(&self, disabled: bool) {
         self.is_check_disabled.store(disabled, Ordering::Relaxed);
+        if disabled {
+            // No check is coming to re-evaluate it.
+            self.end_awaiting_check();
+        }
+    }
+
+    /// Whether the server left MAINT and waits for a check before it takes
+    /// traffic again.
+    pub fn is_awaiting_check(&self) -> bool {
+        self.is_awaiting_check.load(Ordering::Relaxed)
+    }
+
+    /// A check re-evaluated the server's health after MAINT (or checks
+    /// stopped): its health decides again.
+    pub fn end_awaiting_check(&self) {
+        self.is_awaiting_check.store(false, Ordering::Relaxed);
     }
 
     pub fn weight(&self) -> u32 {
@@ -215,6 +286,16 @@ impl ServerState {
         if let Ok(mut status) = self.check.lock() {
             update(&mut status);
         }
+    }
+
+    /// The admin state the config last asked for.
+    pub fn config_admin_state(&self) -> AdminState {
+        decode_admin(self.config_admin.load(Ordering::Relaxed))
+    }
+
+    /// The weight the config last asked for.
+    pub fn config_weight(&self) -> u32 {
+        self.config_weight.load(Ordering::Relaxed)
     }
 
     /// Applies the config's admin state and weight on reload: they win only
@@ -309,6 +390,51 @@ mod tests {
         assert_eq!(s.transitions_down(), 1);
         assert!(s.set_health(Health::Up));
         assert_eq!(s.health(), Health::Up);
+    }
+
+    #[test]
+    fn drain_to_maint_waits_for_the_last_active_request() {
+        let s = server();
+        s.set_drain_to_maint(true);
+        let request = s.counters.begin();
+        s.set_admin_state(AdminState::Drain);
+        assert_eq!(s.admin_state(), AdminState::Drain);
+        assert!(!s.finish_drain(), "a request is active");
+        drop(request);
+        assert!(s.finish_drain());
+        assert_eq!(s.admin_state(), AdminState::Maint);
+        assert_eq!(s.drain_since(), None);
+        // Idle: DRAIN goes on to MAINT at once; other states are left alone.
+        s.set_admin_state(AdminState::Drain);
+        assert_eq!(s.admin_state(), AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!s.finish_drain());
+        assert_eq!(s.admin_state(), AdminState::Ready);
+        // Off: DRAIN stays.
+        s.set_drain_to_maint(false);
+        s.set_admin_state(AdminState::Drain);
+        assert_eq!(s.admin_state(), AdminState::Drain);
+        s.set_drain_to_maint(true);
+        assert_eq!(s.admin_state(), AdminState::Maint);
+    }
+
+    #[test]
+    fn leaving_maint_awaits_a_check_only_when_checks_run() {
+        let s = server();
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!s.is_awaiting_check(), "no check configured");
+        s.set_checked(true);
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Drain);
+        assert!(s.is_awaiting_check());
+        s.set_admin_state(AdminState::Ready);
+        assert!(s.is_awaiting_check(), "DRAIN -> READY keeps waiting");
+        s.set_check_disabled(true);
+        assert!(!s.is_awaiting_check(), "no check is coming");
+        s.set_admin_state(AdminState::Maint);
+        s.set_admin_state(AdminState::Ready);
+        assert!(!s.is_awaiting_check());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Counters, ServerState};
-use crate::model::{BackendName, FrontendName, Server, ServerName, Topology};
+use crate::model::{Backend, BackendName, FrontendName, Server, ServerName, Topology};
 
 /// Live state by (backend, server) name.
 type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
@@ -19,19 +19,22 @@ pub struct StateRegistry {
 }
 
 impl StateRegistry {
-    /// The state for this server, created from the config on first sight and
-    /// updated with the config's admin state and weight when they changed.
-    pub fn server(&self, backend: &BackendName, server: &Server) -> Arc<ServerState> {
+    /// The state for this server of `backend`, created from the config on
+    /// first sight and updated with the config's admin state and weight when
+    /// they changed, and with the backend's `drain_to_maint`.
+    pub fn server(&self, backend: &Backend, server: &Server) -> Arc<ServerState> {
         let mut map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (backend.clone(), server.name.clone());
+        let key = (backend.name.clone(), server.name.clone());
         let state = map.entry(key).or_insert_with(|| {
             Arc::new(ServerState::new(
-                backend.clone(),
+                backend.name.clone(),
                 server.name.clone(),
                 server.state,
                 server.weight,
             ))
         });
+        // Before the admin state, so a DRAIN from the config follows it.
+        state.set_drain_to_maint(backend.drain_to_maint);
         state.apply_config(server.state, server.weight);
         Arc::clone(state)
     }
@@ -55,6 +58,12 @@ impl StateRegistry {
                 .iter()
                 .any(|be| be.name == *b && be.servers.iter().any(|sv| sv.name == *s))
         });
+    }
+
+    /// Every server's state, in no particular order.
+    pub fn servers(&self) -> Vec<Arc<ServerState>> {
+        let map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
     }
 
     /// The state of one server, if it exists.

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod backend;
+pub mod pool;
 
 use std::future::Future;
 use std::net::SocketAddr;
