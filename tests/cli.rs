@@ -127,6 +127,12 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A watchdog: if the test stalls, the child dies and the reads below end.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     let listen = loop {
@@ -136,8 +142,8 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
             "exited before listening"
         );
         if let Some(at) = line.find("listen=") {
-            if line.contains("listening") {
-                break line[at + 7..].trim().to_owned();
+            if line.contains("frontend listening") && line.contains("frontend=web") {
+                break line[at + 7..].split_whitespace().next().unwrap().to_owned();
             }
         }
     };

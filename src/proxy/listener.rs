@@ -73,7 +73,12 @@ impl Listeners {
                 Arc::clone(&self.shared),
                 stop.clone(),
             ));
-            tracing::info!(listen = %local, "listening");
+            let frontend = snapshot
+                .frontends
+                .iter()
+                .find(|f| f.listen == addr)
+                .map(|f| f.name.clone());
+            tracing::info!(frontend = %frontend.as_deref().unwrap_or("-"), listen = %local, "frontend listening");
             self.bound.insert(addr, Bound { local, stop });
         }
         self.bound.retain(|addr, bound| {
