@@ -157,6 +157,21 @@ async fn metrics_parse_and_follow_the_counters() {
         Some(4.0)
     );
     assert!(sample(&m, "switchyard_uptime_seconds", &[]).is_some());
+    let histogram = m
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "switchyard_server_request_duration_seconds"
+                && legacy.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .expect("request duration histogram");
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let last = buckets.last().expect("buckets");
+            assert_eq!(last.count, 2.0, "both requests to legacy fall within 10 s");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
     assert_eq!(
         sample(&m, "switchyard_config_reloads_total", &[]),
         Some(0.0)

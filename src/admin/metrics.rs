@@ -19,7 +19,7 @@ use super::AdminContext;
 use super::sampler::Sampler;
 use super::stats::{self, Stats};
 use crate::runtime::Runtime;
-use crate::state::{CountersSnapshot, StatusClass};
+use crate::state::{CountersSnapshot, StatusClass, TIME_BUCKETS};
 
 /// Which names to emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,14 +181,23 @@ impl StatsCollector {
         runtime: &Arc<Runtime>,
         sampler: &Arc<Sampler>,
     ) -> prometheus::Result<Self> {
-        let descs = SPECS
+        let mut descs = SPECS
             .iter()
             .filter_map(|s| Some((name(naming, s)?, s)))
             .map(|(n, s)| {
                 let labels = labels(naming, s).into_iter().map(str::to_owned).collect();
                 Desc::new(n.to_owned(), s.help.to_owned(), labels, HashMap::new())
             })
-            .collect::<prometheus::Result<_>>()?;
+            .collect::<prometheus::Result<Vec<_>>>()?;
+        if naming == Naming::Switchyard {
+            let labels = vec!["backend".to_owned(), "server".to_owned()];
+            descs.push(Desc::new(
+                TIME_HISTOGRAM.to_owned(),
+                "Total time of requests.".to_owned(),
+                labels,
+                HashMap::new(),
+            )?);
+        }
         Ok(StatsCollector {
             naming,
             runtime: Arc::clone(runtime),
@@ -241,11 +250,72 @@ impl Collector for StatsCollector {
                 family.set_metric(metrics);
                 Some(family)
             })
+            .chain(self.time_histogram(&stats))
             .collect()
     }
 }
 
+impl StatsCollector {
+    /// Total request time per server, as a Prometheus histogram (Switchyard
+    /// names only; HAProxy's exporter has no such histogram).
+    fn time_histogram(&self, stats: &Stats) -> Option<MetricFamily> {
+        if self.naming != Naming::Switchyard {
+            return None;
+        }
+        let metrics = stats
+            .backends
+            .iter()
+            .flat_map(|b| b.servers.iter().map(move |sv| (b, sv)))
+            .map(|(b, sv)| {
+                let c = &sv.counters;
+                let mut cumulative = 0;
+                let buckets = TIME_BUCKETS
+                    .iter()
+                    .zip(c.time_buckets)
+                    .map(|(bound, n)| {
+                        cumulative += n;
+                        let mut bucket = proto::Bucket::default();
+                        bucket.set_upper_bound(*bound);
+                        bucket.set_cumulative_count(cumulative);
+                        bucket
+                    })
+                    .collect();
+                let mut h = proto::Histogram::default();
+                h.set_bucket(buckets);
+                h.set_sample_count(c.time_buckets.iter().sum());
+                h.set_sample_sum(c.time_sum_us as f64 / 1e6);
+                let mut m = labelled(&["backend", "server"], &[b.name.clone(), sv.name.clone()]);
+                m.set_histogram(h);
+                m
+            })
+            .collect();
+        let mut family = MetricFamily::default();
+        family.set_name(TIME_HISTOGRAM.to_owned());
+        family.set_help("Total time of requests (head to end of response body).".to_owned());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(metrics);
+        Some(family)
+    }
+}
+
+const TIME_HISTOGRAM: &str = "switchyard_server_request_duration_seconds";
+
 fn metric(keys: &[&str], vals: &[String], kind: MetricType, value: f64) -> Metric {
+    let mut m = labelled(keys, vals);
+    if kind == C {
+        let mut c = proto::Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = proto::Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
+    m
+}
+
+/// A metric with these labels and no value yet.
+fn labelled(keys: &[&str], vals: &[String]) -> Metric {
     let mut m = Metric::default();
     let pairs = keys
         .iter()
@@ -258,15 +328,6 @@ fn metric(keys: &[&str], vals: &[String], kind: MetricType, value: f64) -> Metri
         })
         .collect();
     m.set_label(pairs);
-    if kind == C {
-        let mut c = proto::Counter::default();
-        c.set_value(value);
-        m.set_counter(c);
-    } else {
-        let mut g = proto::Gauge::default();
-        g.set_value(value);
-        m.set_gauge(g);
-    }
     m
 }
 

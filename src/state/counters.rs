@@ -10,6 +10,12 @@ use super::now_millis;
 /// How many recent samples the moving averages cover, like HAProxy's stats.
 const AVERAGE_SAMPLES: u64 = 1024;
 
+/// Upper bounds, in seconds, of the total-time histogram's buckets; a last
+/// bucket takes everything slower.
+pub const TIME_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 /// Response status class, for `hrsp_1xx`..`hrsp_5xx` and "other".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
@@ -85,6 +91,9 @@ pub struct Counters {
     avg_response_us: AtomicU64,
     avg_total_us: AtomicU64,
     timed_samples: AtomicU64,
+    /// Requests by total time, one per `TIME_BUCKETS` bound plus one slower.
+    time_buckets: [AtomicU64; 13],
+    time_sum_us: AtomicU64,
 }
 
 /// A point-in-time copy of `Counters`, for rendering.
@@ -107,6 +116,11 @@ pub struct CountersSnapshot {
     pub avg_connect_us: u64,
     pub avg_response_us: u64,
     pub avg_total_us: u64,
+    /// Requests by total time, not cumulative: one per `TIME_BUCKETS` bound,
+    /// then the slower ones.
+    pub time_buckets: [u64; 13],
+    /// Sum of the total times, in microseconds.
+    pub time_sum_us: u64,
 }
 
 impl Counters {
@@ -167,6 +181,16 @@ impl Counters {
         update_average(&self.avg_connect_us, connect, n);
         update_average(&self.avg_response_us, response, n);
         update_average(&self.avg_total_us, total, n);
+        let secs = total.as_secs_f64();
+        let bucket = TIME_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(TIME_BUCKETS.len());
+        self.time_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.time_sum_us.fetch_add(
+            u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn snapshot(&self) -> CountersSnapshot {
@@ -194,6 +218,8 @@ impl Counters {
             avg_connect_us: r(&self.avg_connect_us),
             avg_response_us: r(&self.avg_response_us),
             avg_total_us: r(&self.avg_total_us),
+            time_buckets: std::array::from_fn(|i| r(&self.time_buckets[i])),
+            time_sum_us: r(&self.time_sum_us),
         }
     }
 }
@@ -258,6 +284,13 @@ mod tests {
             (s.avg_connect_us, s.avg_response_us, s.avg_total_us),
             (200, 200, 300)
         );
+        assert_eq!(
+            s.time_buckets[0], 2,
+            "both took 300 us: the first bucket, up to 1 ms"
+        );
+        assert_eq!(s.time_sum_us, 600);
+        c.record_timings(Duration::ZERO, Duration::ZERO, Duration::from_secs(30));
+        assert_eq!(c.snapshot().time_buckets[12], 1, "slower than every bound");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass};
+pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass, TIME_BUCKETS};
 pub use health::{CheckOutcome, Health, HealthTracker};
 pub use registry::StateRegistry;
 
