@@ -9,6 +9,7 @@ pub mod app;
 pub mod balance;
 pub mod config;
 pub mod health;
+pub mod import;
 pub mod model;
 pub mod proxy;
 pub mod runtime;

@@ -1,4 +1,4 @@
-//! The `switchyard` command: `run`, `check`, `demo` and `demo-backend`.
+//! The `switchyard` command: `run`, `check`, `import`, `demo` and `demo-backend`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,16 @@ enum Command {
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
     },
+    /// Translate an HAProxy configuration into Switchyard's TOML: exit 0 when
+    /// every line was translated, 3 when some were not (each listed on stderr
+    /// and as a comment in the output), 1 when HAProxy would reject the file.
+    Import {
+        /// The HAProxy configuration, e.g. /etc/haproxy/haproxy.cfg.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Run the proxy on :8000 in front of two built-in demo backends.
     Demo {
         #[arg(short, long, default_value = "config/demo.toml")]
@@ -57,8 +67,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Command::Check { config } = &cli.command {
-        return check(config);
+    match &cli.command {
+        Command::Check { config } => return check(config),
+        Command::Import { file, output } => return import(file, output.as_deref()),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,7 +89,7 @@ fn main() -> ExitCode {
             } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. } | Command::Import { .. } => Ok(()),
         }
     });
     match result {
@@ -115,6 +127,61 @@ fn check(path: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of `import` when some lines were not translated.
+const IMPORT_INCOMPLETE: u8 = 3;
+
+fn import(file: &Path, output: Option<&Path>) -> ExitCode {
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let translation = match switchyard::import::translate(&source, &name) {
+        Ok(t) => t,
+        Err(rejected) => {
+            eprintln!("{rejected}");
+            eprintln!(
+                "{}: HAProxy would reject this file; nothing written",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for skipped in &translation.skipped {
+        eprintln!(
+            "{}:{}: not translated: {}: {}",
+            file.display(),
+            skipped.line,
+            skipped.text,
+            skipped.reason
+        );
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, &translation.toml),
+        None => std::io::Write::write_all(&mut std::io::stdout(), translation.toml.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("switchyard import: cannot write the output: {e}");
+        return ExitCode::FAILURE;
+    }
+    match translation.skipped.len() {
+        0 => ExitCode::SUCCESS,
+        n => {
+            eprintln!(
+                "{}: {n} line(s) not translated, listed above and in the output",
+                file.display()
+            );
+            ExitCode::from(IMPORT_INCOMPLETE)
         }
     }
 }
