@@ -53,6 +53,18 @@ enum Command {
         config: PathBuf,
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
+        /// Listen here instead of the config's frontend address (port 0: a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run the admin server here instead of the config's address.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Bind the monolith and users demo backends here instead of
+        /// 127.0.0.1:9001,127.0.0.1:9002. With any of these options the
+        /// running addresses differ from the file's, so reloading the file
+        /// is off.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        backends: Option<Vec<SocketAddr>>,
     },
     /// Run one demo backend, which echoes what it receives.
     DemoBackend {
@@ -87,7 +99,20 @@ fn main() -> ExitCode {
             Command::Run {
                 config, state_dir, ..
             } => run(&config, state_dir).await,
-            Command::Demo { config, state_dir } => demo(&config, state_dir).await,
+            Command::Demo {
+                config,
+                state_dir,
+                listen,
+                admin,
+                backends,
+            } => {
+                let addresses = DemoOptions {
+                    listen,
+                    admin,
+                    backends,
+                };
+                demo(&config, state_dir, addresses).await
+            }
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
             Command::Check { .. } | Command::Import { .. } => Ok(()),
         }
@@ -193,21 +218,53 @@ async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
 /// Loads `config` and starts serving it.
 async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
+    start_topology(topology, Some(config.to_owned()), state_dir).await
+}
+
+async fn start_topology(
+    topology: switchyard::model::Topology,
+    config_file: Option<PathBuf>,
+    state_dir: PathBuf,
+) -> anyhow::Result<app::Running> {
     let options = StartOptions {
-        config_file: Some(config.to_owned()),
+        config_file,
         admin_token: None,
         state_dir,
     };
     app::start(topology, options).await
 }
 
-async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+/// `demo`'s address options.
+struct DemoOptions {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    backends: Option<Vec<SocketAddr>>,
+}
+
+async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    for (name, addr) in [("monolith", "127.0.0.1:9001"), ("users", "127.0.0.1:9002")] {
-        let addr: SocketAddr = addr.parse()?;
-        app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+    let wanted = options.backends.unwrap_or_default();
+    if !wanted.is_empty() && wanted.len() != app::demo::BACKENDS.len() {
+        anyhow::bail!("--backends expects two addresses: monolith,users");
     }
-    let running = start(config, state_dir).await?;
+    let mut addresses = app::demo::Addresses {
+        listen: options.listen,
+        admin: options.admin,
+        backends: Vec::new(),
+    };
+    for (i, (name, configured)) in app::demo::BACKENDS.into_iter().enumerate() {
+        let configured: SocketAddr = configured.parse()?;
+        let addr = wanted.get(i).copied().unwrap_or(configured);
+        let bound = app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+        eprintln!("demo: backend {name} on {bound}");
+        addresses.backends.push((configured, bound));
+    }
+    let mut topology = app::load(config)?;
+    let config_file = match addresses.apply(&mut topology) {
+        true => None,
+        false => Some(config.to_owned()),
+    };
+    let running = start_topology(topology, config_file, state_dir).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",
@@ -215,6 +272,7 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     if let (Some(admin), Some(token)) = (running.admin, running.admin_token.as_deref()) {
+        eprintln!("demo: admin server on http://{admin}/");
         eprintln!("demo: stats page http://admin:{token}@{admin}/");
     }
     let result = serve_until_signalled(running).await;
