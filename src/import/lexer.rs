@@ -7,7 +7,7 @@
 //! Invariant: a line either yields its words exactly as HAProxy would
 //! interpret them, or a `Rejection` naming the line, as HAProxy would refuse it.
 
-use super::Rejection;
+use super::{Rejection, Skipped};
 
 /// One non-empty directive line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +28,22 @@ impl Line {
     }
 }
 
+/// Why a line yields no words.
+#[derive(Debug, PartialEq, Eq)]
+enum Unread {
+    /// HAProxy refuses the line.
+    Malformed(String),
+    /// Valid for HAProxy, but its value is only known where it runs.
+    Environment(String),
+}
+
 /// Splits `source` into directive lines; blank and comment-only lines are
-/// left out. Every malformed line is reported.
-pub fn lines(source: &str) -> (Vec<Line>, Vec<Rejection>) {
+/// left out. Every malformed line is reported; a line that reads the
+/// environment is skipped.
+pub fn lines(source: &str) -> (Vec<Line>, Vec<Rejection>, Vec<Skipped>) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
+    let mut skipped = Vec::new();
     for (i, raw) in source.lines().enumerate() {
         let number = i + 1;
         match words(raw) {
@@ -42,13 +53,18 @@ pub fn lines(source: &str) -> (Vec<Line>, Vec<Rejection>) {
                 text: raw[..end].trim().to_owned(),
             }),
             Ok(_) => {}
-            Err(message) => errors.push(Rejection {
+            Err(Unread::Malformed(message)) => errors.push(Rejection {
                 line: number,
                 message,
             }),
+            Err(Unread::Environment(reason)) => skipped.push(Skipped {
+                line: number,
+                text: raw.trim().to_owned(),
+                reason,
+            }),
         }
     }
-    (lines, errors)
+    (lines, errors, skipped)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -60,7 +76,7 @@ enum Quote {
 
 /// The words of one line, and the byte offset where its comment starts (or
 /// its length).
-fn words(line: &str) -> Result<(Vec<String>, usize), String> {
+fn words(line: &str) -> Result<(Vec<String>, usize), Unread> {
     let mut words = Vec::new();
     let mut word = String::new();
     // Whether a word has started: `""` is an empty word, not nothing.
@@ -83,9 +99,9 @@ fn words(line: &str) -> Result<(Vec<String>, usize), String> {
             }
             (_, '\\') => {
                 let Some((_, next)) = chars.next() else {
-                    return Err(
+                    return Err(Unread::Malformed(
                         "a backslash ends the line (HAProxy has no line continuation)".into(),
-                    );
+                    ));
                 };
                 in_word = true;
                 match next {
@@ -101,9 +117,9 @@ fn words(line: &str) -> Result<(Vec<String>, usize), String> {
                         match u8::from_str_radix(&hex, 16) {
                             Ok(byte) if hex.len() == 2 => word.push(char::from(byte)),
                             _ => {
-                                return Err(format!(
+                                return Err(Unread::Malformed(format!(
                                     "invalid escape \\x{hex}: expected two hex digits"
-                                ));
+                                )));
                             }
                         }
                     }
@@ -115,10 +131,10 @@ fn words(line: &str) -> Result<(Vec<String>, usize), String> {
                 }
             }
             (Quote::Weak, '$') => {
-                return Err(format!(
+                return Err(Unread::Environment(format!(
                     "environment variable in {:?}: set its value in the file before importing",
                     &line[at..]
-                ));
+                )));
             }
             (Quote::Weak, c) => word.push(c),
             (Quote::None, '#') => {
@@ -138,7 +154,7 @@ fn words(line: &str) -> Result<(Vec<String>, usize), String> {
         }
     }
     if quote != Quote::None {
-        return Err("unmatched quote".into());
+        return Err(Unread::Malformed("unmatched quote".into()));
     }
     if in_word {
         words.push(word);
@@ -159,7 +175,8 @@ mod tests {
                 "{line}"
             ),
             Err(part) => {
-                let message = got.expect_err(line);
+                let (Unread::Malformed(message) | Unread::Environment(message)) =
+                    got.expect_err(line);
                 assert!(message.contains(part), "{line}: {message}");
             }
         }
@@ -204,8 +221,10 @@ mod tests {
 
     #[test]
     fn lines_keep_numbers_and_text_without_comments() {
-        let (lines, errors) = lines("global\n\n  # c\n  maxconn 10 # max\nx 'y\n");
+        let (lines, errors, skipped) =
+            lines("global\n\n  # c\n  maxconn 10 # max\nx 'y\nuser \"$U\"\n");
         assert_eq!(lines.len(), 2);
+        assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), [6]);
         assert_eq!((lines[1].number, lines[1].text.as_str()), (4, "maxconn 10"));
         assert_eq!(
             errors,

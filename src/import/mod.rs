@@ -76,8 +76,9 @@ impl fmt::Display for Skipped {
 /// output's header and in errors.
 pub fn translate(source: &str, file: &str) -> Result<Translation, Rejected> {
     let mut cx = Context::default();
-    let (lines, errors) = lexer::lines(source);
+    let (lines, errors, skipped) = lexer::lines(source);
     cx.rejections.extend(errors);
+    cx.skipped.extend(skipped);
     let sections = sections::group(&mut cx, lines);
     let mut output = emit::Output::default();
     proxy::translate_all(&mut cx, &sections, &mut output);
