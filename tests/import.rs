@@ -267,3 +267,66 @@ async fn imported_seed_config_proxies_real_traffic() {
     }
     proxy.shutdown().await;
 }
+
+/// Small files and the lines they must list, each with a part of its reason.
+#[test]
+fn edge_cases_are_listed_with_their_reason() {
+    let cases: &[(&str, &[(usize, &str)])] = &[
+        (
+            "frontend f\n  mode http\n  bind :80\n  bind :81\n  default_backend b\n\
+             backend b\n  mode http\n  server s 10.0.0.1:80\n",
+            &[(4, "listens on one address")],
+        ),
+        (
+            "defaults\n  mode http\nfrontend f\n  default_backend b\nbackend b\n  server s 10.0.0.1:80\n",
+            &[(3, "no usable `bind`"), (4, "not translated")],
+        ),
+        (
+            "defaults\n  mode http\nfrontend f\n  bind :80\n  http-request set-header X-A 1\n  \
+             http-request del-header X-A\n  default_backend b\nbackend b\n  server s 10.0.0.1:80\n",
+            &[(6, "order of the two cannot be kept")],
+        ),
+        (
+            "defaults\n  mode http\nfrontend f\n  bind :80\n  \
+             use_backend b if { path_beg /a } || { hdr_beg(host) -i x. }\n  \
+             default_backend b\nbackend b\n  server s 10.0.0.1:80 check inter 1s\n  \
+             server t 10.0.0.2:80 check inter 2s\n",
+            &[
+                (5, "not by prefix"),
+                (9, "differ from the first checked server"),
+            ],
+        ),
+        (
+            "defaults\n  mode http\nlisten app\n  bind :80\n  stats enable\n  \
+             server s 10.0.0.1:80\nlisten stats\n  bind :8001\n  stats enable\n\
+             listen stats2\n  bind :8002\n  stats enable\n",
+            &[
+                (5, "admin server"),
+                (10, "one admin server"),
+                (11, "second stats"),
+                (12, "second stats"),
+            ],
+        ),
+        (
+            "global\n  user \"$HAPROXY_USER\"\n",
+            &[(2, "environment variable")],
+        ),
+    ];
+    for (cfg, expected) in cases {
+        let t = switchyard::import::translate(cfg, "x.cfg")
+            .unwrap_or_else(|e| panic!("{cfg}\nrejected: {e}"));
+        let got: Vec<(usize, &str)> = t
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.reason.as_str()))
+            .collect();
+        assert_eq!(got.len(), expected.len(), "{cfg}\n{got:#?}");
+        for ((line, reason), (want_line, part)) in got.iter().zip(expected.iter()) {
+            assert_eq!(line, want_line, "{cfg}\n{got:#?}");
+            assert!(
+                reason.contains(part),
+                "{cfg}\nline {line}: {reason:?} lacks {part:?}"
+            );
+        }
+    }
+}

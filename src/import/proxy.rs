@@ -46,7 +46,9 @@ pub fn translate_all(cx: &mut Context, sections: &[Section], out: &mut Output) {
     let http_backends: BTreeSet<&str> = sections
         .iter()
         .zip(&modes)
-        .filter(|(s, is_http)| s.is_backend() && **is_http && !global::is_stats_only(s))
+        .filter(|(s, is_http)| {
+            s.is_backend() && **is_http && !global::is_stats_only(s) && values::is_name(&s.name)
+        })
         .map(|(s, _)| s.name.as_str())
         .collect();
     let all_backends: BTreeSet<&str> = sections
@@ -309,6 +311,9 @@ fn frontend(
             &s.header,
             "no usable `bind` line: Switchyard's frontend needs an address to listen on",
         );
+        for line in s.body.iter().filter(|l| role(l) != Role::Backend) {
+            cx.skip(line, "in a frontend that is not translated");
+        }
         return None;
     }
     f.forward_headers = Some(forwardfor);
