@@ -342,7 +342,7 @@ async fn reload(
             );
             Json(json!({ "generation": generation })).into_response()
         }
-        Err(ReloadError::Invalid(message)) => {
+        Err(ReloadError::Invalid(message) | ReloadError::Bind(message)) => {
             ctx.changes.record(
                 &caller,
                 "config reload".into(),

@@ -38,7 +38,8 @@ pub struct StartOptions {
 /// A running proxy.
 pub struct Running {
     pub runtime: Arc<Runtime>,
-    /// Each frontend and the address it is bound to.
+    /// Each frontend and the address it was bound to at start
+    /// (`runtime.bound()` follows reloads).
     pub frontends: Vec<(FrontendName, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<String>,
@@ -60,9 +61,9 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
     let (runtime, reloader) = Runtime::start(topology, options.config_file.clone(), loader).await;
 
+    let mut reloader = reloader;
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    background.spawn(reloader.run(stop_background.clone()));
     if let Some(path) = state_file {
         let restored = persist::restore(&path, &runtime).await?;
         if restored > 0 {
@@ -99,27 +100,17 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     background.spawn(admin_server.run(stop_background.clone()));
 
     let mut listeners = Listeners::new(Arc::clone(&shared));
-    let bound = listeners.reconcile(&snapshot).await?;
-    let frontends = bound
-        .iter()
-        .filter_map(|(configured, local)| {
-            snapshot
-                .frontends
-                .iter()
-                .find(|f| f.listen == *configured)
-                .map(|f| (f.name.clone(), *local))
-        })
-        .collect();
+    reloader.start_listening(&mut listeners)?;
+    let frontends = runtime.bound();
+    let stop_accepting = CancellationToken::new();
+    let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
 
     let (targets_tx, targets_rx) = watch::channel(Arc::new(check_targets(&snapshot)));
     background.spawn(HealthChecker::new(targets_rx, stop_background.clone()).run());
-
-    let stop_accepting = CancellationToken::new();
-    let listeners_done = tokio::spawn(follow_snapshots(
-        listeners,
+    background.spawn(follow_snapshots(
         runtime.subscribe(),
         targets_tx,
-        stop_accepting.clone(),
+        stop_background.clone(),
     ));
 
     Ok(Running {
@@ -178,10 +169,8 @@ impl Running {
     }
 }
 
-/// Keeps listeners and health checks in step with each new snapshot until
-/// accepting stops.
+/// Keeps the health checks in step with each new snapshot until `stop`.
 async fn follow_snapshots(
-    mut listeners: Listeners,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     targets: watch::Sender<Arc<Vec<CheckTarget>>>,
     stop: CancellationToken,
@@ -194,14 +183,10 @@ async fn follow_snapshots(
                     break;
                 }
                 let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                if let Err(e) = listeners.reconcile(&snapshot).await {
-                    tracing::error!("{e}; the other listeners keep serving");
-                }
                 targets.send_replace(Arc::new(check_targets(&snapshot)));
             }
         }
     }
-    listeners.close();
 }
 
 /// The servers to check in `snapshot`.

@@ -6,6 +6,7 @@
 //! channel, never the request path.
 
 mod dns;
+mod listen;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -19,12 +20,13 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use listen::{BindError, ListenerControl};
 pub use snapshot::{
     BackendPlan, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan, Snapshot,
     TargetPlan,
 };
 
-use crate::model::{ServerAddress, Topology};
+use crate::model::{FrontendName, ServerAddress, Topology};
 use crate::state::StateRegistry;
 use crate::upstream::PoolRegistry;
 
@@ -40,6 +42,9 @@ pub enum ReloadError {
     /// The runtime has no config file to reload from.
     #[error("no config file to reload")]
     NoFile,
+    /// A new listener could not be bound; nothing changed.
+    #[error("{0}")]
+    Bind(String),
     #[error("reloader stopped")]
     Stopped,
 }
@@ -71,6 +76,9 @@ pub struct Runtime {
     commands: mpsc::Sender<Command>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     status: Mutex<ReloadStatus>,
+    /// Each frontend and the address its listener is bound to; read by the
+    /// admin server and tests, written by the reloader (never per request).
+    bound: Mutex<Vec<(FrontendName, SocketAddr)>>,
     generation: AtomicU64,
     started: std::time::Instant,
 }
@@ -110,6 +118,7 @@ impl Runtime {
             commands: tx,
             snapshots: watch_rx,
             status: Mutex::new(ReloadStatus::default()),
+            bound: Mutex::new(Vec::new()),
             generation: AtomicU64::new(1),
             started: std::time::Instant::now(),
         });
@@ -143,6 +152,17 @@ impl Runtime {
 
     pub fn reload_status(&self) -> ReloadStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Each frontend and the address its listener is bound to now.
+    pub fn bound(&self) -> Vec<(FrontendName, SocketAddr)> {
+        self.bound.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    fn record_bound(&self, bound: Vec<(FrontendName, SocketAddr)>) {
+        if let Ok(mut slot) = self.bound.lock() {
+            *slot = bound;
+        }
     }
 
     pub fn uptime(&self) -> Duration {
@@ -193,50 +213,73 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Serves reload requests and refreshes DNS until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Binds the first snapshot's listeners and starts accepting on them;
+    /// the caller fails to start when this fails.
+    pub fn start_listening(
+        &mut self,
+        listeners: &mut dyn ListenerControl,
+    ) -> Result<(), BindError> {
+        let first = self.runtime.snapshot();
+        listeners.prepare(&first)?;
+        listeners.commit(&first);
+        self.runtime.record_bound(listeners.bound());
+        Ok(())
+    }
+
+    /// Serves reload requests and refreshes DNS until `stop`; then closes
+    /// the listeners (open connections are not touched) and returns.
+    pub async fn run(mut self, mut listeners: Box<dyn ListenerControl>, stop: CancellationToken) {
         let mut dns_tick = tokio::time::interval(DNS_REFRESH);
         dns_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         dns_tick.tick().await;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = stop.cancelled() => break,
                 command = self.commands.recv() => match command {
-                    None => return,
+                    None => break,
                     Some(Command::Reload(reply)) => {
-                        let result = self.reload_file().await;
+                        let result = self.reload_file(listeners.as_mut()).await;
                         let _ignored = reply.send(result);
                     }
                     Some(Command::Rebuild(reply)) => {
-                        let _ignored = reply.send(Ok(self.swap()));
+                        let topology = Arc::clone(&self.topology);
+                        let resolved = self.resolved.clone();
+                        let result = self.swap(topology, resolved, listeners.as_mut());
+                        let _ignored = reply.send(result);
                     }
                     Some(Command::Replace(topology, reply)) => {
-                        let result = self.install(*topology).await;
-                        let _ignored = reply.send(Ok(result));
+                        let result = self.install(*topology, listeners.as_mut()).await;
+                        let _ignored = reply.send(result);
                     }
                 },
-                _ = dns_tick.tick() => self.refresh_dns().await,
+                _ = dns_tick.tick() => self.refresh_dns(listeners.as_mut()).await,
             }
         }
+        listeners.close();
     }
 
-    async fn reload_file(&mut self) -> Result<u64, ReloadError> {
+    async fn reload_file(
+        &mut self,
+        listeners: &mut dyn ListenerControl,
+    ) -> Result<u64, ReloadError> {
         let Some(path) = self.config_file.clone() else {
             return Err(ReloadError::NoFile);
         };
-        match (self.loader)(&path) {
-            Ok(topology) => {
-                let generation = self.install(topology).await;
+        let result = match (self.loader)(&path) {
+            Ok(topology) => self.install(topology, listeners).await,
+            Err(message) => Err(ReloadError::Invalid(message)),
+        };
+        match &result {
+            Ok(generation) => {
                 self.record(None);
                 tracing::info!(generation, file = %path.display(), "config reloaded");
-                Ok(generation)
             }
-            Err(message) => {
-                tracing::error!(file = %path.display(), "config reload failed, keeping the running config:\n{message}");
-                self.record(Some(message.clone()));
-                Err(ReloadError::Invalid(message))
+            Err(e) => {
+                tracing::error!(file = %path.display(), "config reload failed, keeping the running config:\n{e}");
+                self.record(Some(e.to_string()));
             }
         }
+        result
     }
 
     fn record(&self, error: Option<String>) {
@@ -249,14 +292,17 @@ impl Reloader {
         }
     }
 
-    async fn install(&mut self, topology: Topology) -> u64 {
+    async fn install(
+        &mut self,
+        topology: Topology,
+        listeners: &mut dyn ListenerControl,
+    ) -> Result<u64, ReloadError> {
         let names = snapshot::names_to_resolve(&topology);
-        self.resolved = dns::resolve_all(&names).await;
-        self.topology = Arc::new(topology);
-        self.swap()
+        let resolved = dns::resolve_all(&names).await;
+        self.swap(Arc::new(topology), resolved, listeners)
     }
 
-    async fn refresh_dns(&mut self) {
+    async fn refresh_dns(&mut self, listeners: &mut dyn ListenerControl) {
         let names = snapshot::names_to_resolve(&self.topology);
         if names.is_empty() {
             return;
@@ -264,23 +310,42 @@ impl Reloader {
         let resolved = dns::resolve_all(&names).await;
         if resolved != self.resolved {
             tracing::info!("server addresses changed in DNS");
-            self.resolved = resolved;
-            self.swap();
+            let topology = Arc::clone(&self.topology);
+            if let Err(e) = self.swap(topology, resolved, listeners) {
+                tracing::error!("applying new server addresses failed: {e}");
+            }
         }
     }
 
-    /// Builds a snapshot of the current topology and stores it.
-    fn swap(&mut self) -> u64 {
-        let generation = self.runtime.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Builds a snapshot of `topology`, binds its new listeners and stores
+    /// it; all or nothing: when a bind fails, the running snapshot, its
+    /// listeners and the live state stay as they were.
+    fn swap(
+        &mut self,
+        topology: Arc<Topology>,
+        resolved: HashMap<ServerAddress, Option<SocketAddr>>,
+        listeners: &mut dyn ListenerControl,
+    ) -> Result<u64, ReloadError> {
+        let generation = self.runtime.generation.load(Ordering::Relaxed) + 1;
         let snapshot = Arc::new(Snapshot::build(
             generation,
-            Arc::clone(&self.topology),
-            &self.resolved,
+            Arc::clone(&topology),
+            &resolved,
             &self.registry,
             &self.pools,
         ));
+        if let Err(e) = listeners.prepare(&snapshot) {
+            listeners.abort();
+            return Err(ReloadError::Bind(e.to_string()));
+        }
+        self.runtime.generation.store(generation, Ordering::Relaxed);
         self.runtime.current.store(Arc::clone(&snapshot));
+        listeners.commit(&snapshot);
+        self.runtime.record_bound(listeners.bound());
+        snapshot.forget_removed(&self.registry, &self.pools);
+        self.topology = topology;
+        self.resolved = resolved;
         self.watch.send_replace(snapshot);
-        generation
+        Ok(generation)
     }
 }
