@@ -9,11 +9,12 @@
 use super::Context;
 use super::acl::Problem;
 use super::emit::{Backend, Check, Server};
+use super::frontend::add_op;
 use super::lexer::Line;
-use super::proxy::{Role, add_op, role, skip_unknown};
+use super::proxy::{Role, role, skip_unknown};
 use super::rules::{self, Effect, Op};
 use super::sections::{Kind, Section};
-use super::{global, values};
+use super::{check, global, values};
 
 /// Server keywords that take a value, so that an unknown one is skipped
 /// with its value.
@@ -138,7 +139,7 @@ pub fn backend(cx: &mut Context, s: &Section, defaults: &[Line]) -> Backend {
                 },
             },
             ("option", "httpchk") => {
-                if let Some(check) = httpchk(cx, line) {
+                if let Some(check) = check::httpchk(cx, line) {
                     http_check = Some((vec![line.clone()], check));
                 }
             }
@@ -182,7 +183,7 @@ pub fn backend(cx: &mut Context, s: &Section, defaults: &[Line]) -> Backend {
     for line in &check_lines {
         match &mut http_check {
             Some((lines, check)) => {
-                if http_check_line(cx, line, check) {
+                if check::http_check_line(cx, line, check) {
                     lines.push(line.clone());
                 }
             }
@@ -229,140 +230,6 @@ fn cookie(cx: &mut Context, line: &Line, name: &str, b: &mut Backend) {
             line,
             format!("cookie options `{}` are not translated", extra.join(" ")),
         );
-    }
-}
-
-/// Reads `option httpchk [<method>] [<uri>] [<version>]`; HAProxy's default
-/// is `OPTIONS / HTTP/1.0`.
-fn httpchk(cx: &mut Context, line: &Line) -> Option<Check> {
-    let args = &line.words[2..];
-    let (method, uri, version) = match args {
-        [] => ("OPTIONS", "/", None),
-        [uri] => ("OPTIONS", uri.as_str(), None),
-        [method, uri] => (method.as_str(), uri.as_str(), None),
-        [method, uri, version] => (method.as_str(), uri.as_str(), Some(version.as_str())),
-        _ => {
-            cx.skip(
-                line,
-                "more than method, URI and version: quote or escape the spaces",
-            );
-            return None;
-        }
-    };
-    let mut check = Check {
-        is_http: true,
-        ..Check::default()
-    };
-    if let Err(e) = set_method_and_path(&mut check, method, uri) {
-        cx.skip(line, e);
-        return None;
-    }
-    // The old one-line form: the version word carries "\r\n"-separated headers.
-    let mut headers = version.unwrap_or("").split("\r\n").skip(1);
-    for header in headers.by_ref() {
-        if header.is_empty() {
-            continue;
-        }
-        match header.split_once(':') {
-            Some((name, value)) if name.trim().eq_ignore_ascii_case("host") => {
-                check.host = Some(value.trim().to_owned());
-            }
-            _ => cx.skip(line, format!("check header `{header}` is not translated")),
-        }
-    }
-    Some(check)
-}
-
-fn set_method_and_path(check: &mut Check, method: &str, uri: &str) -> Result<(), String> {
-    if !matches!(method, "GET" | "HEAD" | "OPTIONS") {
-        return Err(format!(
-            "check method {method}: Switchyard checks with GET, HEAD or OPTIONS"
-        ));
-    }
-    if !uri.starts_with('/') {
-        return Err(format!("check URI {uri:?} does not start with /"));
-    }
-    check.method = Some(method.to_owned());
-    check.path = Some(uri.to_owned());
-    Ok(())
-}
-
-/// Applies one `http-check` line; whether it was translated.
-fn http_check_line(cx: &mut Context, line: &Line, check: &mut Check) -> bool {
-    match line.word(1) {
-        "send" => {
-            let mut words = line.words[2..].iter();
-            let (mut method, mut uri) = (check.method.clone(), check.path.clone());
-            while let Some(key) = words.next() {
-                let value = words.next().cloned().unwrap_or_default();
-                match key.as_str() {
-                    "meth" => method = Some(value),
-                    "uri" => uri = Some(value),
-                    "ver" => {}
-                    "hdr" => {
-                        let header_value = words.next().cloned().unwrap_or_default();
-                        if value.eq_ignore_ascii_case("host") {
-                            check.host = Some(header_value);
-                        } else {
-                            cx.skip(line, format!("check header `{value}` is not translated"));
-                        }
-                    }
-                    other => {
-                        cx.skip(line, format!("`http-check send {other}` is not translated"));
-                        return false;
-                    }
-                }
-            }
-            let (method, uri) = (
-                method.unwrap_or_else(|| "OPTIONS".into()),
-                uri.unwrap_or_else(|| "/".into()),
-            );
-            match set_method_and_path(check, &method, &uri) {
-                Ok(()) => true,
-                Err(e) => {
-                    cx.skip(line, e);
-                    false
-                }
-            }
-        }
-        "expect" => {
-            let args: Vec<&str> = line.words[2..].iter().map(String::as_str).collect();
-            let expect = match args.as_slice() {
-                ["status", codes] => status_range(codes),
-                _ => None,
-            };
-            match expect {
-                Some(e) => {
-                    check.expect = Some(e);
-                    true
-                }
-                None => {
-                    cx.skip(
-                        line,
-                        "only `http-check expect status NNN` or `NNN-NNN` is translated",
-                    );
-                    false
-                }
-            }
-        }
-        _ => {
-            cx.skip(
-                line,
-                "not translated; Switchyard's check sends one request and reads its status",
-            );
-            false
-        }
-    }
-}
-
-fn status_range(codes: &str) -> Option<String> {
-    let code = |s: &str| s.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
-    match codes.split_once('-') {
-        None => code(codes).map(|c| c.to_string()),
-        Some((a, b)) => match (code(a), code(b)) {
-            (Some(a), Some(b)) if a <= b => Some(format!("{a}-{b}")),
-            _ => None,
-        },
     }
 }
 

@@ -4,7 +4,8 @@
 //! Invariant: an effect is built only when Switchyard's route keys say the
 //! same; otherwise the caller gets the reason.
 
-use super::acl::{self, Problem};
+use super::acl::Problem;
+use super::criterion;
 use super::emit::Action;
 use super::lexer::Line;
 use super::values;
@@ -110,7 +111,7 @@ pub fn parse(line: &Line) -> Result<Rule, Problem> {
                     "'replace-path' expects a regex and a replacement".into(),
                 ));
             };
-            acl::pcre_only(regex)?;
+            criterion::pcre_only(regex)?;
             Effect::Rewrite {
                 regex: regex.clone(),
                 to: replacement(to)?,

@@ -1,0 +1,472 @@
+//! A frontend (or the frontend half of a `listen`): `bind`, timeouts,
+//! `default_backend`, and its routes, built from `use_backend`, `redirect`,
+//! `http-request` and `http-response` rules in HAProxy's evaluation order:
+//! answering rules (deny, redirect, return) first, then `use_backend`;
+//! header and path changes ride on the routes whose conditions are theirs.
+//! Invariant: a rule lands on a route only when exactly the requests its
+//! condition selects take that route; otherwise it is listed as skipped.
+
+use std::collections::BTreeSet;
+
+use super::acl::{Acls, Problem};
+use super::emit::{Action, Frontend, HeaderOps, Match, Route};
+use super::lexer::Line;
+use super::proxy::{Names, Role, role, skip_unknown};
+use super::rules::{self, Effect, Op, Rule};
+use super::sections::{Kind, Section};
+use super::{Context, global, values};
+
+/// A rule that changes requests on the way, with its condition.
+struct Change {
+    line: Line,
+    /// `None`: every request.
+    matches: Option<Vec<Match>>,
+    acls: Vec<String>,
+    effect: Effect,
+}
+
+pub fn frontend(
+    cx: &mut Context,
+    s: &Section,
+    defaults: &[Line],
+    names: Names<'_>,
+) -> Option<Frontend> {
+    let mut f = Frontend {
+        name: s.name.clone(),
+        ..Frontend::default()
+    };
+    let mut acls = Acls::default();
+    for line in s.body.iter().filter(|l| l.word(0) == "acl") {
+        if line.words.len() < 3 {
+            cx.reject(line, "'acl' expects a name and a criterion");
+        } else {
+            acls.declare(line.number, line.word(1), line.words[2..].to_vec());
+        }
+    }
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut answers: Vec<(Line, Vec<Match>, Vec<String>, Action)> = Vec::new();
+    let mut redirects = answers.clone();
+    let mut use_backends = answers.clone();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut https: Vec<(Line, Rule)> = Vec::new();
+    let mut forwardfor = false;
+    let own = s.body.iter().map(|l| (l, false));
+    let inherited = defaults.iter().map(|l| (l, true));
+    for (line, is_inherited) in inherited.chain(own) {
+        if global::is_file_wide(line) || line.word(0) == "acl" && !is_inherited {
+            continue;
+        }
+        match role(line) {
+            Role::Backend if s.kind == Kind::Frontend && !is_inherited => {
+                cx.skip(
+                    line,
+                    "a backend directive in a frontend; HAProxy ignores it here",
+                );
+                continue;
+            }
+            Role::Backend => continue,
+            Role::Unknown => {
+                skip_unknown(cx, line);
+                continue;
+            }
+            Role::Frontend | Role::Both => {}
+        }
+        match (line.word(0), line.word(1)) {
+            ("mode", _) => {}
+            ("acl", _) => cx.skip(line, "an ACL in `defaults` is not translated"),
+            ("bind", addr) => bind(cx, line, addr, &mut f),
+            ("default_backend", name) => {
+                if let Some(name) = backend_name(cx, line, name, names) {
+                    f.default_backend = Some(name);
+                }
+            }
+            ("use_backend", name) => {
+                let (args, guard) = rules::guarded(line, 2);
+                if !args.is_empty() {
+                    cx.reject(line, "'use_backend' expects a backend and an optional condition");
+                    continue;
+                }
+                let Some(name) = backend_name(cx, line, name, names) else {
+                    continue;
+                };
+                if let Some((matches, names)) = condition(cx, &acls, line, &guard) {
+                    let matches = matches.unwrap_or_else(|| vec![Match::default()]);
+                    use_backends.push((line.clone(), matches, names, Action::Backend(name)));
+                }
+            }
+            ("option", "forwardfor") => {
+                forwardfor = true;
+                if line.words.len() > 2 {
+                    cx.skip(line, "options of `option forwardfor` are not translated; Switchyard appends the client address");
+                }
+            }
+            ("option", "http-keep-alive") => {}
+            ("timeout", which) => match values::duration(line.word(2)) {
+                Err(e) => cx.reject(line, e),
+                Ok(None) => cx.skip(line, "0 (no timeout) has no Switchyard equivalent"),
+                Ok(Some(d)) => match which {
+                    "http-request" => f.client_header = Some(d),
+                    "http-keep-alive" => f.idle = Some(d),
+                    _ => cx.skip(
+                        line,
+                        "Switchyard times client heads (`timeout http-request`) and keep-alive idle (`timeout http-keep-alive`), not all client inactivity",
+                    ),
+                },
+            },
+            ("maxconn", _) => cx.skip(
+                line,
+                "Switchyard limits connections over all frontends together (global.max_connections)",
+            ),
+            ("stats", _) => cx.skip(line, "the stats page lives on the admin server ([admin])"),
+            ("redirect" | "http-request" | "http-response", _) => match rules::parse(line) {
+                Err(Problem::Reject(m)) => cx.reject(line, m),
+                Err(Problem::Skip(m)) => cx.skip(line, m),
+                Ok(rule) => match rule.effect {
+                    Effect::RedirectHttps => https.push((line.clone(), rule)),
+                    Effect::Terminal(action) => {
+                        if let Some((matches, names)) = condition(cx, &acls, line, &rule.guard) {
+                            let matches = matches.unwrap_or_else(|| vec![Match::default()]);
+                            let list = match line.word(0) {
+                                "redirect" => &mut redirects,
+                                _ => &mut answers,
+                            };
+                            list.push((line.clone(), matches, names, action));
+                        }
+                    }
+                    effect => {
+                        if let Some((matches, acls)) = condition(cx, &acls, line, &rule.guard) {
+                            changes.push(Change {
+                                line: line.clone(),
+                                matches,
+                                acls,
+                                effect,
+                            });
+                        }
+                    }
+                },
+            },
+            _ => skip_unknown(cx, line),
+        }
+    }
+    if f.listen.is_none() {
+        cx.skip(
+            &s.header,
+            "no usable `bind` line: Switchyard's frontend needs an address to listen on",
+        );
+        for line in s.body.iter().filter(|l| role(l) != Role::Backend) {
+            cx.skip(line, "in a frontend that is not translated");
+        }
+        return None;
+    }
+    f.forward_headers = Some(forwardfor);
+    for (line, rule) in https {
+        let is_tls = !f.certs.is_empty();
+        match (&rule.guard, is_tls) {
+            (None, false) => f.redirect_https = true,
+            (guard, false) if rules::is_not_tls(guard) => f.redirect_https = true,
+            (guard, true) if rules::is_not_tls(guard) => {}
+            _ => cx.skip(
+                &line,
+                "only `redirect scheme https` for plain connections is translated (redirect_https)",
+            ),
+        }
+    }
+    // Conditions evaluated after each change: HAProxy runs the `http-request`
+    // rules in order, then `redirect`, then `use_backend`, each on the request
+    // as changed so far.
+    let mut later: Vec<(usize, &[Match])> = Vec::new();
+    for (line, matches, _, _) in &answers {
+        later.push((line.number, matches));
+    }
+    for (_, matches, _, _) in redirects.iter().chain(&use_backends) {
+        later.push((usize::MAX, matches));
+    }
+    for c in &changes {
+        if let Some(matches) = &c.matches {
+            later.push((c.line.number, matches));
+        }
+    }
+    let mut blocked: Vec<Option<String>> = Vec::with_capacity(changes.len());
+    for c in &changes {
+        let after = later
+            .iter()
+            .filter(|(n, _)| *n > c.line.number)
+            .flat_map(|(_, m)| m.iter());
+        blocked.push(changes_what_later_rules_match(&c.effect, after));
+    }
+    for (_, matches, names, action) in answers.into_iter().chain(redirects).chain(use_backends) {
+        used.extend(names);
+        for m in matches {
+            f.routes.push(route(m, action.clone()));
+        }
+    }
+    let catch_all = changes.iter().any(|c| c.matches.is_none());
+    if let (true, Some(default)) = (catch_all, &f.default_backend) {
+        f.routes
+            .push(route(Match::default(), Action::Backend(default.clone())));
+    }
+    for (change, blocked) in changes.into_iter().zip(blocked) {
+        if let Some(reason) = blocked {
+            cx.skip(&change.line, reason);
+            continue;
+        }
+        match apply(&mut f, &change) {
+            Ok(()) => used.extend(change.acls),
+            Err(reason) => cx.skip(&change.line, reason),
+        }
+    }
+    for name in acls.names() {
+        if !used.contains(name) {
+            for number in acls.lines_of(name) {
+                if let Some(line) = s.body.iter().find(|l| l.number == number) {
+                    cx.skip(line, format!("ACL `{name}` is used by no translated rule"));
+                }
+            }
+        }
+    }
+    Some(f)
+}
+
+/// Why a request change cannot be translated: HAProxy evaluates the later
+/// conditions on the changed path or Host, Switchyard routes on the
+/// original request.
+fn changes_what_later_rules_match<'a>(
+    effect: &Effect,
+    mut later: impl Iterator<Item = &'a Match>,
+) -> Option<String> {
+    let is_path = |m: &Match| {
+        m.path.is_some()
+            || m.path_regex.is_some()
+            || m.path_prefix.as_deref().is_some_and(|p| p != "/")
+    };
+    match effect {
+        Effect::Rewrite { .. } if later.any(is_path) => Some(
+            "later rules match on the path HAProxy has already rewritten; Switchyard routes on the original path".into(),
+        ),
+        Effect::Header {
+            is_response: false,
+            op,
+        } if op.name().eq_ignore_ascii_case("host") && later.any(|m| m.host.is_some()) => Some(
+            "later rules match on the Host HAProxy has already changed; Switchyard routes on the original Host".into(),
+        ),
+        _ => None,
+    }
+}
+
+fn route(m: Match, action: Action) -> Route {
+    let matches = match m == Match::default() {
+        // Every path starts with "/": a route that matches every request.
+        true => Match {
+            path_prefix: Some("/".into()),
+            ..m
+        },
+        false => m,
+    };
+    Route {
+        matches,
+        action,
+        rewrite: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+    }
+}
+
+fn backend_name(cx: &mut Context, line: &Line, name: &str, names: Names<'_>) -> Option<String> {
+    if name.is_empty() {
+        cx.reject(line, format!("'{}' expects a backend name", line.word(0)));
+    } else if name.contains('%') {
+        cx.skip(line, "a backend chosen by an expression is not translated");
+    } else if !names.all.contains(name) {
+        cx.reject(line, format!("unable to find required backend '{name}'"));
+    } else if !names.http.contains(name) {
+        cx.skip(line, format!("backend '{name}' is not translated"));
+    } else {
+        return Some(name.to_owned());
+    }
+    None
+}
+
+/// The route matches of a guard (`None` for no guard or an always-true one),
+/// and the ACL names it uses; `None` after reporting a problem.
+fn condition(
+    cx: &mut Context,
+    acls: &Acls,
+    line: &Line,
+    guard: &Option<(String, Vec<String>)>,
+) -> Option<(Option<Vec<Match>>, Vec<String>)> {
+    let Some((keyword, words)) = guard else {
+        return Some((None, Vec::new()));
+    };
+    match acls.resolve(keyword, words) {
+        Ok((matches, _)) if matches.is_empty() => {
+            cx.skip(line, "the condition never holds");
+            None
+        }
+        Ok((matches, names)) if matches == [Match::default()] => Some((None, names)),
+        Ok((matches, names)) => Some((Some(matches), names)),
+        Err(Problem::Reject(m)) => {
+            cx.reject(line, m);
+            None
+        }
+        Err(Problem::Skip(m)) => {
+            cx.skip(line, m);
+            None
+        }
+    }
+}
+
+fn bind(cx: &mut Context, line: &Line, addr: &str, f: &mut Frontend) {
+    if f.listen.is_some() {
+        return cx.skip(
+            line,
+            "a Switchyard frontend listens on one address; add another [[frontend]]",
+        );
+    }
+    let (first, more) = addr.split_once(',').unwrap_or((addr, ""));
+    match values::listen(first) {
+        Ok(listen) => f.listen = Some(listen),
+        Err(e) => return cx.skip(line, e),
+    }
+    if !more.is_empty() {
+        cx.skip(
+            line,
+            format!("only the first address is used; {more} needs its own [[frontend]]"),
+        );
+    }
+    let mut is_ssl = false;
+    let mut certs = Vec::new();
+    let mut options = line.words[2.min(line.words.len())..].iter();
+    while let Some(option) = options.next() {
+        match option.as_str() {
+            "ssl" => is_ssl = true,
+            "crt" => match options.next() {
+                Some(cert) => certs.push(cert.clone()),
+                None => return cx.reject(line, "'crt' expects a file"),
+            },
+            other => cx.skip(line, format!("bind option `{other}` is not translated")),
+        }
+    }
+    match (is_ssl, certs.is_empty()) {
+        (true, false) => f.certs = certs,
+        (true, true) => cx.reject(line, "'ssl' on a bind line needs a certificate (crt)"),
+        (false, false) => cx.skip(line, "`crt` without `ssl` is not used by HAProxy"),
+        (false, true) => {}
+    }
+}
+
+/// Puts a header or path change on the routes that carry exactly the
+/// requests its condition selects.
+fn apply(f: &mut Frontend, change: &Change) -> Result<(), String> {
+    if let (
+        Effect::Header {
+            is_response: true,
+            op: Op::Set(name, value),
+        },
+        None,
+        false,
+    ) = (&change.effect, &change.matches, f.certs.is_empty())
+    {
+        if name.eq_ignore_ascii_case("strict-transport-security") {
+            f.hsts = Some(value.clone());
+            return Ok(());
+        }
+    }
+    let forwarding: Vec<usize> = (0..f.routes.len())
+        .filter(|&i| matches!(f.routes[i].action, Action::Backend(_)))
+        .collect();
+    let targets: Vec<usize> = match &change.matches {
+        None if forwarding.is_empty() => {
+            return Err("no route or default_backend carries these requests".into());
+        }
+        None => forwarding,
+        Some(alternatives) => {
+            let mut targets = Vec::new();
+            for m in alternatives {
+                let found = forwarding
+                    .iter()
+                    .copied()
+                    .find(|&i| f.routes[i].matches == *m);
+                let Some(i) = found else {
+                    return Err("no use_backend with the same condition carries it; Switchyard attaches header and path changes to routes".into());
+                };
+                let earlier_overlap = forwarding
+                    .iter()
+                    .take_while(|&&j| j < i)
+                    .any(|&j| !disjoint(&f.routes[j].matches, m));
+                if earlier_overlap {
+                    return Err("an earlier route can take some of these requests first".into());
+                }
+                targets.push(i);
+            }
+            targets
+        }
+    };
+    let mut updated = Vec::with_capacity(targets.len());
+    for &i in &targets {
+        let mut r = f.routes[i].clone();
+        match &change.effect {
+            Effect::Header { is_response, op } => {
+                let ops = match is_response {
+                    true => &mut r.response_headers,
+                    false => &mut r.request_headers,
+                };
+                add_op(ops, op)?;
+            }
+            Effect::Rewrite { regex, to } => {
+                if r.rewrite.is_some() {
+                    return Err("a route has one path rewrite".into());
+                }
+                r.rewrite = Some((regex.clone(), to.clone()));
+            }
+            Effect::Terminal(_) | Effect::RedirectHttps => return Err("not a change".into()),
+        }
+        updated.push((i, r));
+    }
+    for (i, r) in updated {
+        f.routes[i] = r;
+    }
+    Ok(())
+}
+
+/// Whether no request can match both.
+fn disjoint(a: &Match, b: &Match) -> bool {
+    let differ =
+        |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if x != y);
+    let exact_hosts = a.host.as_ref().is_some_and(|h| !h.starts_with('*'))
+        && b.host.as_ref().is_some_and(|h| !h.starts_with('*'));
+    (exact_hosts && differ(&a.host, &b.host))
+        || differ(&a.path, &b.path)
+        || (!a.methods.is_empty()
+            && !b.methods.is_empty()
+            && !a.methods.iter().any(|m| b.methods.contains(m)))
+}
+
+/// Adds `op` unless the same header already has another kind of change,
+/// whose order with this one Switchyard's tables cannot keep.
+pub(super) fn add_op(ops: &mut HeaderOps, op: &Op) -> Result<(), String> {
+    let name = op.name();
+    let same = |n: &String| n.eq_ignore_ascii_case(name);
+    let in_set = ops.set.iter().any(|(n, _)| same(n));
+    let in_add = ops.add.iter().any(|(n, _)| same(n));
+    let in_remove = ops.remove.iter().any(same);
+    let conflict = match op {
+        Op::Set(..) => in_add || in_remove,
+        Op::Add(..) => in_set || in_remove,
+        Op::Remove(_) => in_set || in_add,
+    };
+    if conflict {
+        return Err(format!(
+            "{name} is changed by another kind of rule on the same route; the order of the two cannot be kept"
+        ));
+    }
+    match op {
+        Op::Set(n, v) => match ops.set.iter_mut().find(|(k, _)| same(k)) {
+            Some(existing) => existing.1 = v.clone(),
+            None => ops.set.push((n.clone(), v.clone())),
+        },
+        Op::Add(n, v) => ops.add.push((n.clone(), v.clone())),
+        Op::Remove(n) if !in_remove => ops.remove.push(n.clone()),
+        Op::Remove(_) => {}
+    }
+    Ok(())
+}
