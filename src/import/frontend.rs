@@ -25,6 +25,27 @@ struct Change {
     effect: Effect,
 }
 
+/// A rule that picks where a request goes (a backend or an answer).
+struct Target {
+    line: Line,
+    matches: Vec<Match>,
+    acls: Vec<String>,
+    action: Action,
+}
+
+/// A frontend's rules as read, in HAProxy's evaluation groups.
+#[derive(Default)]
+struct Rules {
+    /// `http-request deny/redirect/return`, in order.
+    answers: Vec<Target>,
+    /// `redirect`, evaluated after every `http-request` rule.
+    redirects: Vec<Target>,
+    /// `use_backend`, evaluated last.
+    use_backends: Vec<Target>,
+    changes: Vec<Change>,
+    https: Vec<(Line, Rule)>,
+}
+
 pub fn frontend(
     cx: &mut Context,
     s: &Section,
@@ -43,12 +64,7 @@ pub fn frontend(
             acls.declare(line.number, line.word(1), line.words[2..].to_vec());
         }
     }
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    let mut answers: Vec<(Line, Vec<Match>, Vec<String>, Action)> = Vec::new();
-    let mut redirects = answers.clone();
-    let mut use_backends = answers.clone();
-    let mut changes: Vec<Change> = Vec::new();
-    let mut https: Vec<(Line, Rule)> = Vec::new();
+    let mut rules = Rules::default();
     let mut forwardfor = false;
     let own = s.body.iter().map(|l| (l, false));
     let inherited = defaults.iter().map(|l| (l, true));
@@ -62,90 +78,12 @@ pub fn frontend(
                     line,
                     "a backend directive in a frontend; HAProxy ignores it here",
                 );
-                continue;
             }
-            Role::Backend => continue,
-            Role::Unknown => {
-                skip_unknown(cx, line);
-                continue;
+            Role::Backend => {}
+            Role::Unknown => skip_unknown(cx, line),
+            Role::Frontend | Role::Both => {
+                forwardfor |= read(cx, line, &acls, names, &mut f, &mut rules);
             }
-            Role::Frontend | Role::Both => {}
-        }
-        match (line.word(0), line.word(1)) {
-            ("mode", _) => {}
-            ("acl", _) => cx.skip(line, "an ACL in `defaults` is not translated"),
-            ("bind", addr) => bind(cx, line, addr, &mut f),
-            ("default_backend", name) => {
-                if let Some(name) = backend_name(cx, line, name, names) {
-                    f.default_backend = Some(name);
-                }
-            }
-            ("use_backend", name) => {
-                let (args, guard) = rules::guarded(line, 2);
-                if !args.is_empty() {
-                    cx.reject(line, "'use_backend' expects a backend and an optional condition");
-                    continue;
-                }
-                let Some(name) = backend_name(cx, line, name, names) else {
-                    continue;
-                };
-                if let Some((matches, names)) = condition(cx, &acls, line, &guard) {
-                    let matches = matches.unwrap_or_else(|| vec![Match::default()]);
-                    use_backends.push((line.clone(), matches, names, Action::Backend(name)));
-                }
-            }
-            ("option", "forwardfor") => {
-                forwardfor = true;
-                if line.words.len() > 2 {
-                    cx.skip(line, "options of `option forwardfor` are not translated; Switchyard appends the client address");
-                }
-            }
-            ("option", "http-keep-alive") => {}
-            ("timeout", which) => match values::duration(line.word(2)) {
-                Err(e) => cx.reject(line, e),
-                Ok(None) => cx.skip(line, "0 (no timeout) has no Switchyard equivalent"),
-                Ok(Some(d)) => match which {
-                    "http-request" => f.client_header = Some(d),
-                    "http-keep-alive" => f.idle = Some(d),
-                    _ => cx.skip(
-                        line,
-                        "Switchyard times client heads (`timeout http-request`) and keep-alive idle (`timeout http-keep-alive`), not all client inactivity",
-                    ),
-                },
-            },
-            ("maxconn", _) => cx.skip(
-                line,
-                "Switchyard limits connections over all frontends together (global.max_connections)",
-            ),
-            ("stats", _) => cx.skip(line, "the stats page lives on the admin server ([admin])"),
-            ("redirect" | "http-request" | "http-response", _) => match rules::parse(line) {
-                Err(Problem::Reject(m)) => cx.reject(line, m),
-                Err(Problem::Skip(m)) => cx.skip(line, m),
-                Ok(rule) => match rule.effect {
-                    Effect::RedirectHttps => https.push((line.clone(), rule)),
-                    Effect::Terminal(action) => {
-                        if let Some((matches, names)) = condition(cx, &acls, line, &rule.guard) {
-                            let matches = matches.unwrap_or_else(|| vec![Match::default()]);
-                            let list = match line.word(0) {
-                                "redirect" => &mut redirects,
-                                _ => &mut answers,
-                            };
-                            list.push((line.clone(), matches, names, action));
-                        }
-                    }
-                    effect => {
-                        if let Some((matches, acls)) = condition(cx, &acls, line, &rule.guard) {
-                            changes.push(Change {
-                                line: line.clone(),
-                                matches,
-                                acls,
-                                effect,
-                            });
-                        }
-                    }
-                },
-            },
-            _ => skip_unknown(cx, line),
         }
     }
     if f.listen.is_none() {
@@ -159,62 +97,8 @@ pub fn frontend(
         return None;
     }
     f.forward_headers = Some(forwardfor);
-    for (line, rule) in https {
-        let is_tls = !f.certs.is_empty();
-        match (&rule.guard, is_tls) {
-            (None, false) => f.redirect_https = true,
-            (guard, false) if rules::is_not_tls(guard) => f.redirect_https = true,
-            (guard, true) if rules::is_not_tls(guard) => {}
-            _ => cx.skip(
-                &line,
-                "only `redirect scheme https` for plain connections is translated (redirect_https)",
-            ),
-        }
-    }
-    // Conditions evaluated after each change: HAProxy runs the `http-request`
-    // rules in order, then `redirect`, then `use_backend`, each on the request
-    // as changed so far.
-    let mut later: Vec<(usize, &[Match])> = Vec::new();
-    for (line, matches, _, _) in &answers {
-        later.push((line.number, matches));
-    }
-    for (_, matches, _, _) in redirects.iter().chain(&use_backends) {
-        later.push((usize::MAX, matches));
-    }
-    for c in &changes {
-        if let Some(matches) = &c.matches {
-            later.push((c.line.number, matches));
-        }
-    }
-    let mut blocked: Vec<Option<String>> = Vec::with_capacity(changes.len());
-    for c in &changes {
-        let after = later
-            .iter()
-            .filter(|(n, _)| *n > c.line.number)
-            .flat_map(|(_, m)| m.iter());
-        blocked.push(changes_what_later_rules_match(&c.effect, after));
-    }
-    for (_, matches, names, action) in answers.into_iter().chain(redirects).chain(use_backends) {
-        used.extend(names);
-        for m in matches {
-            f.routes.push(route(m, action.clone()));
-        }
-    }
-    let catch_all = changes.iter().any(|c| c.matches.is_none());
-    if let (true, Some(default)) = (catch_all, &f.default_backend) {
-        f.routes
-            .push(route(Match::default(), Action::Backend(default.clone())));
-    }
-    for (change, blocked) in changes.into_iter().zip(blocked) {
-        if let Some(reason) = blocked {
-            cx.skip(&change.line, reason);
-            continue;
-        }
-        match apply(&mut f, &change) {
-            Ok(()) => used.extend(change.acls),
-            Err(reason) => cx.skip(&change.line, reason),
-        }
-    }
+    https(cx, &mut f, &rules.https);
+    let used = routes(cx, &mut f, rules);
     for name in acls.names() {
         if !used.contains(name) {
             for number in acls.lines_of(name) {
@@ -225,6 +109,188 @@ pub fn frontend(
         }
     }
     Some(f)
+}
+
+/// Reads one frontend line into `f` or `rules`; whether it is
+/// `option forwardfor`.
+fn read(
+    cx: &mut Context,
+    line: &Line,
+    acls: &Acls,
+    names: Names<'_>,
+    f: &mut Frontend,
+    rules: &mut Rules,
+) -> bool {
+    match (line.word(0), line.word(1)) {
+        ("mode", _) | ("option", "http-keep-alive") => {}
+        ("acl", _) => cx.skip(line, "an ACL in `defaults` is not translated"),
+        ("bind", addr) => bind(cx, line, addr, f),
+        ("default_backend", name) => {
+            if let Some(name) = backend_name(cx, line, name, names) {
+                f.default_backend = Some(name);
+            }
+        }
+        ("use_backend", name) => {
+            let (args, guard) = rules::guarded(line, 2);
+            if !args.is_empty() {
+                cx.reject(
+                    line,
+                    "'use_backend' expects a backend and an optional condition",
+                );
+                return false;
+            }
+            let Some(name) = backend_name(cx, line, name, names) else {
+                return false;
+            };
+            if let Some(target) = target(cx, acls, line, &guard, Action::Backend(name)) {
+                rules.use_backends.push(target);
+            }
+        }
+        ("option", "forwardfor") => {
+            if line.words.len() > 2 {
+                cx.skip(
+                    line,
+                    "options of `option forwardfor` are not translated; Switchyard appends the client address",
+                );
+            }
+            return true;
+        }
+        ("timeout", which) => match values::duration(line.word(2)) {
+            Err(e) => cx.reject(line, e),
+            Ok(None) => cx.skip(line, "0 (no timeout) has no Switchyard equivalent"),
+            Ok(Some(d)) => match which {
+                "http-request" => f.client_header = Some(d),
+                "http-keep-alive" => f.idle = Some(d),
+                _ => cx.skip(
+                    line,
+                    "Switchyard times client heads (`timeout http-request`) and keep-alive idle (`timeout http-keep-alive`), not all client inactivity",
+                ),
+            },
+        },
+        ("maxconn", _) => cx.skip(
+            line,
+            "Switchyard limits connections over all frontends together (global.max_connections)",
+        ),
+        ("stats", _) => cx.skip(line, "the stats page lives on the admin server ([admin])"),
+        ("redirect" | "http-request" | "http-response", _) => match rules::parse(line) {
+            Err(Problem::Reject(m)) => cx.reject(line, m),
+            Err(Problem::Skip(m)) => cx.skip(line, m),
+            Ok(rule) => match rule.effect {
+                Effect::RedirectHttps => rules.https.push((line.clone(), rule)),
+                Effect::Terminal(action) => {
+                    if let Some(target) = target(cx, acls, line, &rule.guard, action) {
+                        match line.word(0) {
+                            "redirect" => rules.redirects.push(target),
+                            _ => rules.answers.push(target),
+                        }
+                    }
+                }
+                effect => {
+                    if let Some((matches, acls)) = condition(cx, acls, line, &rule.guard) {
+                        rules.changes.push(Change {
+                            line: line.clone(),
+                            matches,
+                            acls,
+                            effect,
+                        });
+                    }
+                }
+            },
+        },
+        _ => skip_unknown(cx, line),
+    }
+    false
+}
+
+fn target(
+    cx: &mut Context,
+    acls: &Acls,
+    line: &Line,
+    guard: &Option<(String, Vec<String>)>,
+    action: Action,
+) -> Option<Target> {
+    let (matches, acls) = condition(cx, acls, line, guard)?;
+    Some(Target {
+        line: line.clone(),
+        matches: matches.unwrap_or_else(|| vec![Match::default()]),
+        acls,
+        action,
+    })
+}
+
+/// `redirect scheme https` for plain connections becomes `redirect_https`.
+fn https(cx: &mut Context, f: &mut Frontend, https: &[(Line, Rule)]) {
+    let is_tls = !f.certs.is_empty();
+    for (line, rule) in https {
+        match (&rule.guard, is_tls) {
+            (None, false) => f.redirect_https = true,
+            (guard, false) if rules::is_not_tls(guard) => f.redirect_https = true,
+            (guard, true) if rules::is_not_tls(guard) => {}
+            _ => cx.skip(
+                line,
+                "only `redirect scheme https` for plain connections is translated (redirect_https)",
+            ),
+        }
+    }
+}
+
+/// Builds the routes of `f` from `rules`; returns the ACLs used by
+/// translated rules.
+fn routes(cx: &mut Context, f: &mut Frontend, rules: Rules) -> BTreeSet<String> {
+    // Conditions evaluated after each change: HAProxy runs the `http-request`
+    // rules in order, then `redirect`, then `use_backend`, each on the request
+    // as changed so far.
+    let mut later: Vec<(usize, &[Match])> = Vec::new();
+    for t in &rules.answers {
+        later.push((t.line.number, &t.matches));
+    }
+    for t in rules.redirects.iter().chain(&rules.use_backends) {
+        later.push((usize::MAX, &t.matches));
+    }
+    for c in &rules.changes {
+        if let Some(matches) = &c.matches {
+            later.push((c.line.number, matches));
+        }
+    }
+    let blocked: Vec<Option<String>> = rules
+        .changes
+        .iter()
+        .map(|c| {
+            let after = later
+                .iter()
+                .filter(|(n, _)| *n > c.line.number)
+                .flat_map(|(_, m)| m.iter());
+            changes_what_later_rules_match(&c.effect, after)
+        })
+        .collect();
+    let mut used = BTreeSet::new();
+    let targets = rules
+        .answers
+        .into_iter()
+        .chain(rules.redirects)
+        .chain(rules.use_backends);
+    for t in targets {
+        used.extend(t.acls);
+        for m in t.matches {
+            f.routes.push(route(m, t.action.clone()));
+        }
+    }
+    let catch_all = rules.changes.iter().any(|c| c.matches.is_none());
+    if let (true, Some(default)) = (catch_all, &f.default_backend) {
+        f.routes
+            .push(route(Match::default(), Action::Backend(default.clone())));
+    }
+    for (change, blocked) in rules.changes.into_iter().zip(blocked) {
+        if let Some(reason) = blocked {
+            cx.skip(&change.line, reason);
+            continue;
+        }
+        match apply(f, &change) {
+            Ok(()) => used.extend(change.acls),
+            Err(reason) => cx.skip(&change.line, reason),
+        }
+    }
+    used
 }
 
 /// Why a request change cannot be translated: HAProxy evaluates the later
