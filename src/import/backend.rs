@@ -8,8 +8,8 @@
 
 use super::Context;
 use super::acl::Problem;
+use super::changes::add_op;
 use super::emit::{Backend, Check, Server};
-use super::frontend::add_op;
 use super::lexer::Line;
 use super::proxy::{Role, role, skip_unknown};
 use super::rules::{self, Effect, Op};

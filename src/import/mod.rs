@@ -1,15 +1,16 @@
 //! `switchyard import`: translates an HAProxy configuration into Switchyard's
 //! TOML. A layer beside `config`: it reads HAProxy's grammar (`lexer`,
 //! `sections`), maps what has an exact equivalent (`global`, `proxy`,
-//! `frontend`, `backend`, `check`, `rules`, `acl`, `criterion`, `values`)
-//! and writes TOML text (`emit`); it builds no model and knows nothing below
-//! `config`.
+//! `frontend`, `changes`, `backend`, `check`, `rules`, `acl`, `criterion`,
+//! `values`) and writes TOML text (`emit`); it builds no model and knows
+//! nothing below `config`.
 //! Invariant: nothing is dropped silently. Every line is either translated,
 //! listed in `Translation::skipped` with its line number and the reason, or
 //! the whole file is `Rejected` because HAProxy itself would refuse it.
 
 mod acl;
 mod backend;
+mod changes;
 mod check;
 mod criterion;
 mod emit;
