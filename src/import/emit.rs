@@ -8,7 +8,7 @@
 //! basic string.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 
 use super::Skipped;
 
@@ -139,101 +139,120 @@ pub struct Server {
 
 /// The TOML text of `output`, headed by the skipped lines of `file`.
 pub fn render(output: &Output, file: &str, skipped: &[Skipped]) -> String {
-    let mut t = String::new();
-    let _ = writeln!(t, "# Translated from {file} by `switchyard import`.");
-    if skipped.is_empty() {
-        t.push_str("# Every line was translated.\n");
-    } else {
-        let _ = writeln!(t, "# Not translated ({}):", skipped.len());
-        for s in skipped {
-            let _ = writeln!(t, "#   line {}: {}: {}", s.line, s.text, s.reason);
-        }
+    Toml {
+        output,
+        file,
+        skipped,
     }
-    global(&mut t, &output.global);
-    if let Some(admin) = &output.admin {
-        t.push_str("\n[admin]\n");
-        opt(&mut t, "", "listen", admin.listen.as_deref());
-        for note in &admin.notes {
-            let _ = writeln!(t, "# {note}");
+    .to_string()
+}
+
+struct Toml<'a> {
+    output: &'a Output,
+    file: &'a str,
+    skipped: &'a [Skipped],
+}
+
+impl fmt::Display for Toml<'_> {
+    fn fmt(&self, t: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (output, file, skipped) = (self.output, self.file, self.skipped);
+        writeln!(t, "# Translated from {file} by `switchyard import`.")?;
+        if skipped.is_empty() {
+            t.write_str("# Every line was translated.\n")?;
+        } else {
+            writeln!(t, "# Not translated ({}):", skipped.len())?;
+            for s in skipped {
+                writeln!(t, "#   line {}: {}: {}", s.line, s.text, s.reason)?;
+            }
         }
-    }
-    if !output.errors.is_empty() {
-        t.push_str("\n[errors]\n");
-        t.push_str(
+        global(t, &output.global)?;
+        if let Some(admin) = &output.admin {
+            t.write_str("\n[admin]\n")?;
+            opt(t, "", "listen", admin.listen.as_deref())?;
+            for note in &admin.notes {
+                writeln!(t, "# {note}")?;
+            }
+        }
+        if !output.errors.is_empty() {
+            t.write_str("\n[errors]\n")?;
+            t.write_str(
             "# HAProxy's errorfiles hold a whole HTTP response; Switchyard's pages are the body only:\n\
              # remove the status line and headers from these files.\n",
-        );
-        for (status, file) in &output.errors {
-            let _ = writeln!(t, "{status} = {}", quote(file));
+            )?;
+            for (status, file) in &output.errors {
+                writeln!(t, "{status} = {}", quote(file))?;
+            }
         }
+        for f in &output.frontends {
+            frontend(t, f)?;
+        }
+        for b in &output.backends {
+            backend(t, b)?;
+        }
+        Ok(())
     }
-    for f in &output.frontends {
-        frontend(&mut t, f);
-    }
-    for b in &output.backends {
-        backend(&mut t, b);
-    }
-    t
 }
 
-fn global(t: &mut String, g: &Global) {
+fn global(t: &mut fmt::Formatter<'_>, g: &Global) -> fmt::Result {
     if g.grace.is_none() && g.max_connections.is_none() && g.request_id_header.is_none() {
-        return;
+        return Ok(());
     }
-    t.push_str("\n[global]\n");
-    opt(t, "", "grace", g.grace.as_deref());
+    t.write_str("\n[global]\n")?;
+    opt(t, "", "grace", g.grace.as_deref())?;
     if let Some(n) = g.max_connections {
-        let _ = writeln!(t, "max_connections = {n}");
+        writeln!(t, "max_connections = {n}")?;
     }
     if let Some(h) = &g.request_id_header {
-        let _ = writeln!(t, "request_id = {{ header = {} }}", quote(h));
+        writeln!(t, "request_id = {{ header = {} }}", quote(h))?;
     }
+    Ok(())
 }
 
-fn frontend(t: &mut String, f: &Frontend) {
-    t.push_str("\n[[frontend]]\n");
-    let _ = writeln!(t, "name = {}", quote(&f.name));
-    opt(t, "", "listen", f.listen.as_deref());
+fn frontend(t: &mut fmt::Formatter<'_>, f: &Frontend) -> fmt::Result {
+    t.write_str("\n[[frontend]]\n")?;
+    writeln!(t, "name = {}", quote(&f.name))?;
+    opt(t, "", "listen", f.listen.as_deref())?;
     if !f.certs.is_empty() {
         let certs: Vec<String> = f
             .certs
             .iter()
             .map(|c| format!("{{ cert = {} }}", quote(c)))
             .collect();
-        let _ = writeln!(t, "tls = {{ certs = [{}] }}", certs.join(", "));
+        writeln!(t, "tls = {{ certs = [{}] }}", certs.join(", "))?;
     }
-    opt(t, "", "hsts", f.hsts.as_deref());
+    opt(t, "", "hsts", f.hsts.as_deref())?;
     if f.redirect_https {
-        t.push_str("redirect_https = true\n");
+        t.write_str("redirect_https = true\n")?;
     }
-    opt(t, "", "default_backend", f.default_backend.as_deref());
+    opt(t, "", "default_backend", f.default_backend.as_deref())?;
     if let Some(b) = f.forward_headers {
-        let _ = writeln!(t, "forward_headers = {b}");
+        writeln!(t, "forward_headers = {b}")?;
     }
     let timeouts = inline(&[
         ("client_header", f.client_header.as_deref().map(quote)),
         ("idle", f.idle.as_deref().map(quote)),
     ]);
-    opt_raw(t, "", "timeouts", timeouts);
+    opt_raw(t, "", "timeouts", timeouts)?;
     for r in &f.routes {
-        route(t, r);
+        route(t, r)?;
     }
+    Ok(())
 }
 
-fn route(t: &mut String, r: &Route) {
+fn route(t: &mut fmt::Formatter<'_>, r: &Route) -> fmt::Result {
     const IN: &str = "  ";
-    t.push_str("\n  [[frontend.route]]\n");
+    t.write_str("\n  [[frontend.route]]\n")?;
     let m = &r.matches;
-    opt(t, IN, "host", m.host.as_deref());
-    opt(t, IN, "path", m.path.as_deref());
-    opt(t, IN, "path_prefix", m.path_prefix.as_deref());
-    opt(t, IN, "path_regex", m.path_regex.as_deref());
+    opt(t, IN, "host", m.host.as_deref())?;
+    opt(t, IN, "path", m.path.as_deref())?;
+    opt(t, IN, "path_prefix", m.path_prefix.as_deref())?;
+    opt(t, IN, "path_regex", m.path_regex.as_deref())?;
     if !m.methods.is_empty() {
         let methods: Vec<String> = m.methods.iter().map(|s| quote(s)).collect();
-        let _ = writeln!(t, "{IN}methods = [{}]", methods.join(", "));
+        writeln!(t, "{IN}methods = [{}]", methods.join(", "))?;
     }
     match &r.action {
-        Action::Backend(b) => opt(t, IN, "backend", Some(b)),
+        Action::Backend(b) => opt(t, IN, "backend", Some(b))?,
         Action::Redirect {
             to,
             code,
@@ -244,7 +263,7 @@ fn route(t: &mut String, r: &Route) {
                 ("code", code.map(|c| c.to_string())),
                 ("keep_path", keep_path.then(|| "true".to_owned())),
             ]);
-            opt_raw(t, IN, "redirect", fields);
+            opt_raw(t, IN, "redirect", fields)?;
         }
         Action::Respond {
             status,
@@ -258,38 +277,38 @@ fn route(t: &mut String, r: &Route) {
                 ("body_file", body_file.as_deref().map(quote)),
                 ("content_type", content_type.as_deref().map(quote)),
             ]);
-            opt_raw(t, IN, "respond", fields);
+            opt_raw(t, IN, "respond", fields)?;
         }
-        Action::Deny => t.push_str("  deny = true\n"),
+        Action::Deny => t.write_str("  deny = true\n")?,
     }
     if let Some((regex, to)) = &r.rewrite {
-        let _ = writeln!(
+        writeln!(
             t,
             "{IN}rewrite = {{ regex = {}, to = {} }}",
             quote(regex),
             quote(to)
-        );
+        )?;
     }
-    headers(t, IN, "request_headers", &r.request_headers);
-    headers(t, IN, "response_headers", &r.response_headers);
+    headers(t, IN, "request_headers", &r.request_headers)?;
+    headers(t, IN, "response_headers", &r.response_headers)
 }
 
-fn backend(t: &mut String, b: &Backend) {
-    t.push_str("\n[[backend]]\n");
-    let _ = writeln!(t, "name = {}", quote(&b.name));
-    opt(t, "", "balance", b.balance.as_deref());
-    opt(t, "", "host", b.host.as_deref());
+fn backend(t: &mut fmt::Formatter<'_>, b: &Backend) -> fmt::Result {
+    t.write_str("\n[[backend]]\n")?;
+    writeln!(t, "name = {}", quote(&b.name))?;
+    opt(t, "", "balance", b.balance.as_deref())?;
+    opt(t, "", "host", b.host.as_deref())?;
     if let Some(n) = b.retries {
-        let _ = writeln!(t, "retries = {n}");
+        writeln!(t, "retries = {n}")?;
     }
     let timeouts = inline(&[
         ("connect", b.connect.as_deref().map(quote)),
         ("response", b.response.as_deref().map(quote)),
         ("tunnel", b.tunnel.as_deref().map(quote)),
     ]);
-    opt_raw(t, "", "timeouts", timeouts);
+    opt_raw(t, "", "timeouts", timeouts)?;
     if let Some(c) = &b.cookie {
-        let _ = writeln!(t, "cookie = {{ name = {} }}", quote(c));
+        writeln!(t, "cookie = {{ name = {} }}", quote(c))?;
     }
     if let Some(c) = &b.check {
         let fields = inline(&[
@@ -303,29 +322,30 @@ fn backend(t: &mut String, b: &Backend) {
             ("rise", c.rise.map(|n| n.to_string())),
             ("fall", c.fall.map(|n| n.to_string())),
         ]);
-        opt_raw(t, "", "check", fields);
+        opt_raw(t, "", "check", fields)?;
     }
-    headers(t, "", "request_headers", &b.request_headers);
-    headers(t, "", "response_headers", &b.response_headers);
+    headers(t, "", "request_headers", &b.request_headers)?;
+    headers(t, "", "response_headers", &b.response_headers)?;
     for s in &b.servers {
-        t.push_str("\n  [[backend.server]]\n");
-        let _ = writeln!(t, "  name = {}", quote(&s.name));
-        let _ = writeln!(t, "  address = {}", quote(&s.address));
+        t.write_str("\n  [[backend.server]]\n")?;
+        writeln!(t, "  name = {}", quote(&s.name))?;
+        writeln!(t, "  address = {}", quote(&s.address))?;
         if let Some(w) = s.weight {
-            let _ = writeln!(t, "  weight = {w}");
+            writeln!(t, "  weight = {w}")?;
         }
         if s.is_maint {
-            t.push_str("  state = \"maint\"\n");
+            t.write_str("  state = \"maint\"\n")?;
         }
         if s.is_backup {
-            t.push_str("  backup = true\n");
+            t.write_str("  backup = true\n")?;
         }
     }
+    Ok(())
 }
 
-fn headers(t: &mut String, indent: &str, key: &str, ops: &HeaderOps) {
+fn headers(t: &mut fmt::Formatter<'_>, indent: &str, key: &str, ops: &HeaderOps) -> fmt::Result {
     if ops.is_empty() {
-        return;
+        return Ok(());
     }
     let table = |pairs: &[(String, String)]| {
         (!pairs.is_empty()).then(|| {
@@ -345,7 +365,7 @@ fn headers(t: &mut String, indent: &str, key: &str, ops: &HeaderOps) {
         ("add", table(&ops.add)),
         ("remove", remove),
     ]);
-    opt_raw(t, indent, key, fields);
+    opt_raw(t, indent, key, fields)
 }
 
 /// `{ a = 1, b = "x" }` of the present fields, or `None` when none is.
@@ -357,14 +377,20 @@ fn inline(fields: &[(&str, Option<String>)]) -> Option<String> {
     (!present.is_empty()).then(|| format!("{{ {} }}", present.join(", ")))
 }
 
-fn opt(t: &mut String, indent: &str, key: &str, value: Option<&str>) {
-    opt_raw(t, indent, key, value.map(quote));
+fn opt(t: &mut fmt::Formatter<'_>, indent: &str, key: &str, value: Option<&str>) -> fmt::Result {
+    opt_raw(t, indent, key, value.map(quote))
 }
 
-fn opt_raw(t: &mut String, indent: &str, key: &str, value: Option<String>) {
+fn opt_raw(
+    t: &mut fmt::Formatter<'_>,
+    indent: &str,
+    key: &str,
+    value: Option<String>,
+) -> fmt::Result {
     if let Some(v) = value {
-        let _ = writeln!(t, "{indent}{key} = {v}");
+        writeln!(t, "{indent}{key} = {v}")?;
     }
+    Ok(())
 }
 
 /// A TOML basic string.
@@ -379,7 +405,7 @@ pub fn quote(s: &str) -> String {
             '\r' => q.push_str("\\r"),
             '\t' => q.push_str("\\t"),
             c if c.is_control() => {
-                let _ = write!(q, "\\u{:04X}", u32::from(c));
+                q.push_str(&format!("\\u{:04X}", u32::from(c)));
             }
             c => q.push(c),
         }
