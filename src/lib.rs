@@ -2,7 +2,9 @@
 //!
 //! Layers, lowest first; a module imports only from layers below it (see
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
-//! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
+//! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`. `import` sits beside
+//! `config`: it turns an HAProxy configuration into TOML text and imports
+//! nothing from the other layers.
 
 pub mod admin;
 pub mod app;

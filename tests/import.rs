@@ -157,6 +157,21 @@ fn imports_using_routing_rules_and_tls_pass_check() {
 }
 
 #[test]
+fn an_address_on_the_section_line_is_a_bind() {
+    let cfg = "defaults\n  mode http\nlisten app 127.0.0.1:8080\n  server s 10.0.0.1:80\n\
+               listen stats :8001\n  stats enable\n";
+    let t = switchyard::import::translate(cfg, "x.cfg").unwrap();
+    assert!(t.skipped.is_empty(), "{:?}", t.skipped);
+    assert!(t.toml.contains("listen = \"127.0.0.1:8080\""), "{}", t.toml);
+    assert!(
+        t.toml.contains("[admin]\nlisten = \"0.0.0.0:8001\""),
+        "{}",
+        t.toml
+    );
+    passes_check(&t.toml, "x");
+}
+
+#[test]
 fn a_rewrite_before_path_routes_is_skipped_not_approximated() {
     let cfg = "defaults\n  mode http\nfrontend f\n  bind :80\n  \
                http-request replace-path ^/api/(.*)$ /\\1\n  \
@@ -310,6 +325,11 @@ fn edge_cases_are_listed_with_their_reason() {
         (
             "global\n  user \"$HAPROXY_USER\"\n",
             &[(2, "environment variable")],
+        ),
+        (
+            "defaults\n  mode http\nlisten app :8080\n  server s 10.0.0.1:80\n\
+             backend b from named\n  server s 10.0.0.1:80\n",
+            &[(5, "named defaults")],
         ),
     ];
     for (cfg, expected) in cases {

@@ -56,6 +56,9 @@ pub fn frontend(
             acls.declare(line.number, line.word(1), line.words[2..].to_vec());
         }
     }
+    if !matches!(s.header.word(2), "" | "from") {
+        bind(cx, &s.header, 2, &mut f);
+    }
     let mut rules = Rules::default();
     let mut forwardfor = false;
     let own = s.body.iter().map(|l| (l, false));
@@ -116,7 +119,7 @@ fn read(
     match (line.word(0), line.word(1)) {
         ("mode", _) | ("option", "http-keep-alive") => {}
         ("acl", _) => cx.skip(line, "an ACL in `defaults` is not translated"),
-        ("bind", addr) => bind(cx, line, addr, f),
+        ("bind", _) => bind(cx, line, 1, f),
         ("default_backend", name) => {
             if let Some(name) = backend_name(cx, line, name, names) {
                 f.default_backend = Some(name);
@@ -347,7 +350,10 @@ fn condition(
     }
 }
 
-fn bind(cx: &mut Context, line: &Line, addr: &str, f: &mut Frontend) {
+/// Reads a `bind` line, or a section header that carries the address
+/// (`listen NAME ADDR`): `at` is the address word's index.
+fn bind(cx: &mut Context, line: &Line, at: usize, f: &mut Frontend) {
+    let addr = line.word(at);
     if f.listen.is_some() {
         return cx.skip(
             line,
@@ -367,7 +373,7 @@ fn bind(cx: &mut Context, line: &Line, addr: &str, f: &mut Frontend) {
     }
     let mut is_ssl = false;
     let mut certs = Vec::new();
-    let mut options = line.words[2.min(line.words.len())..].iter();
+    let mut options = line.words[(at + 1).min(line.words.len())..].iter();
     while let Some(option) = options.next() {
         match option.as_str() {
             "ssl" => is_ssl = true,

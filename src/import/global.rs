@@ -132,6 +132,12 @@ pub fn admin(cx: &mut Context, section: &Section, out: &mut Output) {
         return;
     }
     let mut admin = Admin::default();
+    if !matches!(section.header.word(2), "" | "from") {
+        match values::listen(section.header.word(2)) {
+            Ok(listen) => admin.listen = Some(listen),
+            Err(e) => cx.skip(&section.header, e),
+        }
+    }
     for line in &section.body {
         match (line.word(0), line.word(1)) {
             ("bind", addr) if admin.listen.is_none() => match values::listen(addr) {

@@ -107,6 +107,14 @@ pub fn translate_all(cx: &mut Context, sections: &[Section], out: &mut Output) {
                     }
                     continue;
                 }
+                match (section.header.word(2), section.kind) {
+                    ("from", _) => cx.skip(
+                        &section.header,
+                        "named defaults: the `defaults` section just before this one applies",
+                    ),
+                    ("", _) | (_, Kind::Frontend | Kind::Listen) => {}
+                    (_, _) => cx.skip(&section.header, "a backend header takes only a name"),
+                }
                 for line in section.body.iter().filter(|l| global::is_file_wide(l)) {
                     global::file_wide(cx, line, out);
                 }
