@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
     },
+    /// Rewrite a state file forever (to test that a kill -9 never leaves it
+    /// half-written).
+    #[command(hide = true)]
+    WriteStateForever {
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Run one demo backend, which echoes what it receives.
     DemoBackend {
         /// The name it answers with.
@@ -59,6 +66,15 @@ fn main() -> ExitCode {
     init_logging();
     if let Command::Check { config } = &cli.command {
         return check(config);
+    }
+    if let Command::WriteStateForever { file } = &cli.command {
+        return match app::persist::write_forever(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchyard: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,7 +93,7 @@ fn main() -> ExitCode {
             } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. } | Command::WriteStateForever { .. } => Ok(()),
         }
     });
     match result {
