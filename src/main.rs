@@ -32,10 +32,24 @@ enum Command {
         state_dir: PathBuf,
     },
     /// Validate a config file: exit 0 with a summary, or 1 with every error.
+    /// With `--diff`: print what a reload of it would change.
     Check {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
+        /// Compare with the config the running instance serves (or with
+        /// `--against`), one change per line.
+        #[arg(long)]
+        diff: bool,
+        /// Compare with this file instead of the running instance.
+        #[arg(long, requires = "diff")]
+        against: Option<PathBuf>,
+        /// The running instance's admin URL (default: the file's `[admin] listen`).
+        #[arg(long, requires = "diff")]
+        admin: Option<String>,
+        /// Where the generated admin token is (`<state_dir>/admin-token`).
+        #[arg(long, default_value = ".switchyard")]
+        state_dir: PathBuf,
     },
     /// Run the proxy on :8000 in front of two built-in demo backends.
     Demo {
@@ -64,7 +78,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Command::Check { config } = &cli.command {
+    if let Command::Check {
+        config,
+        diff: false,
+        ..
+    } = &cli.command
+    {
         return check(config);
     }
     if let Command::WriteStateForever { file } = &cli.command {
@@ -93,7 +112,14 @@ fn main() -> ExitCode {
             } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } | Command::WriteStateForever { .. } => Ok(()),
+            Command::Check {
+                config,
+                against,
+                admin,
+                state_dir,
+                ..
+            } => preview(&config, against, admin, &state_dir).await,
+            Command::WriteStateForever { .. } => Ok(()),
         }
     });
     match result {
@@ -133,6 +159,51 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check --diff`: prints each change a reload of `config` would make.
+async fn preview(
+    config: &Path,
+    against: Option<PathBuf>,
+    admin: Option<String>,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    use switchyard::app::preview::{self, Against};
+    let against = match against {
+        Some(file) => Against::File(file),
+        None => {
+            let topology = app::load(config)?;
+            let url = admin.unwrap_or_else(|| preview::default_admin_url(&topology));
+            Against::Admin {
+                url,
+                token: admin_token(&topology, state_dir)?,
+            }
+        }
+    };
+    let lines = preview::changes(config, &against).await?;
+    if lines.is_empty() {
+        println!("no changes");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The admin token: `SWITCHYARD_ADMIN_TOKEN`, else the file's `token_file`,
+/// else the generated one in `state_dir`.
+fn admin_token(topology: &switchyard::model::Topology, state_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("SWITCHYARD_ADMIN_TOKEN") {
+        return Ok(token.trim().to_owned());
+    }
+    let file = topology
+        .admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| switchyard::admin::generated_token_path(state_dir));
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token from {}: {e}", file.display()))
 }
 
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 pub mod demo;
 #[doc(hidden)]
 pub mod persist;
+pub mod preview;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
