@@ -32,10 +32,24 @@ enum Command {
         state_dir: PathBuf,
     },
     /// Validate a config file: exit 0 with a summary, or 1 with every error.
+    /// With `--diff`: print what a reload of it would change.
     Check {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
+        /// Compare with the config the running instance serves (or with
+        /// `--against`), one change per line.
+        #[arg(long)]
+        diff: bool,
+        /// Compare with this file instead of the running instance.
+        #[arg(long, requires = "diff")]
+        against: Option<PathBuf>,
+        /// The running instance's admin URL (default: the file's `[admin] listen`).
+        #[arg(long, requires = "diff")]
+        admin: Option<String>,
+        /// Where the generated admin token is (`<state_dir>/admin-token`).
+        #[arg(long, default_value = ".switchyard")]
+        state_dir: PathBuf,
     },
     /// Translate an HAProxy configuration into Switchyard's TOML: exit 0 when
     /// every line was translated, 3 when some were not (each listed on stderr
@@ -66,6 +80,13 @@ enum Command {
         #[arg(long, value_delimiter = ',', num_args = 1)]
         backends: Option<Vec<SocketAddr>>,
     },
+    /// Rewrite a state file forever (to test that a kill -9 never leaves it
+    /// half-written).
+    #[command(hide = true)]
+    WriteStateForever {
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Run one demo backend, which echoes what it receives.
     DemoBackend {
         /// The name it answers with.
@@ -80,9 +101,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match &cli.command {
-        Command::Check { config } => return check(config),
+        Command::Check {
+            config,
+            diff: false,
+            ..
+        } => return check(config),
         Command::Import { file, output } => return import(file, output.as_deref()),
         _ => {}
+    }
+    if let Command::WriteStateForever { file } = &cli.command {
+        return match app::persist::write_forever(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchyard: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,7 +148,14 @@ fn main() -> ExitCode {
                 demo(&config, state_dir, addresses).await
             }
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } | Command::Import { .. } => Ok(()),
+            Command::Check {
+                config,
+                against,
+                admin,
+                state_dir,
+                ..
+            } => preview(&config, against, admin, &state_dir).await,
+            Command::WriteStateForever { .. } | Command::Import { .. } => Ok(()),
         }
     });
     match result {
@@ -154,6 +195,51 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check --diff`: prints each change a reload of `config` would make.
+async fn preview(
+    config: &Path,
+    against: Option<PathBuf>,
+    admin: Option<String>,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    use switchyard::app::preview::{self, Against};
+    let against = match against {
+        Some(file) => Against::File(file),
+        None => {
+            let topology = app::load(config)?;
+            let url = admin.unwrap_or_else(|| preview::default_admin_url(&topology));
+            Against::Admin {
+                url,
+                token: admin_token(&topology, state_dir)?,
+            }
+        }
+    };
+    let lines = preview::changes(config, &against).await?;
+    if lines.is_empty() {
+        println!("no changes");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The admin token: `SWITCHYARD_ADMIN_TOKEN`, else the file's `token_file`,
+/// else the generated one in `state_dir`.
+fn admin_token(topology: &switchyard::model::Topology, state_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("SWITCHYARD_ADMIN_TOKEN") {
+        return Ok(token.trim().to_owned());
+    }
+    let file = topology
+        .admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| switchyard::admin::generated_token_path(state_dir));
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token from {}: {e}", file.display()))
 }
 
 /// Exit status of `import` when some lines were not translated.

@@ -7,6 +7,7 @@
 pub mod demo;
 #[doc(hidden)]
 pub mod persist;
+pub mod preview;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,7 +113,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let stop_accepting = CancellationToken::new();
     let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
 
-    if let Some(watcher) = FileWatcher::new(Arc::clone(&runtime)) {
+    if let Some(watcher) = FileWatcher::start(Arc::clone(&runtime)) {
         background.spawn(watcher.run(stop_background.clone()));
     }
 

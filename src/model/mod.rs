@@ -5,6 +5,7 @@
 //! resolved to indices, durations and weights in range); nothing here does IO
 //! or knows TOML.
 
+pub mod diff;
 mod names;
 
 use std::net::SocketAddr;

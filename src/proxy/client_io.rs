@@ -2,7 +2,9 @@
 //! head must arrive within `client_header` of its first byte (or of the
 //! accept), and a keep-alive connection may sit idle between requests for
 //! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
-//! keeps them here, where every read passes.
+//! keeps them here, where every read passes. Both limits come from the
+//! snapshot at accept and then from the snapshot serving each request
+//! (`ConnActivity::follow_timeouts`), so a reload reaches open connections.
 //!
 //! The same place watches request heads for one ambiguity hyper resolves
 //! silently: a head with both `Content-Length` and `Transfer-Encoding` (hyper
@@ -14,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -39,10 +41,14 @@ pub struct ConnActivity {
     is_h2: AtomicBool,
     /// The last head read had both framing headers.
     is_ambiguous: AtomicBool,
+    /// The frontend's limits in the snapshot of the latest request, in ms.
+    client_header_ms: AtomicU64,
+    idle_ms: AtomicU64,
 }
 
 impl ConnActivity {
-    pub fn new() -> Arc<Self> {
+    /// A new connection with the limits of the snapshot at accept.
+    pub fn new(timeouts: &FrontendTimeouts) -> Arc<Self> {
         Arc::new(ConnActivity {
             start: Instant::now(),
             active: AtomicU32::new(0),
@@ -50,7 +56,21 @@ impl ConnActivity {
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
             is_ambiguous: AtomicBool::new(false),
+            client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
+            idle_ms: AtomicU64::new(millis(timeouts.idle)),
         })
+    }
+
+    /// Takes the limits of the snapshot serving the current request: the
+    /// next idle and head deadlines follow a reload. Two relaxed stores.
+    pub fn follow_timeouts(&self, timeouts: &FrontendTimeouts) {
+        self.client_header_ms
+            .store(millis(timeouts.client_header), Ordering::Relaxed);
+        self.idle_ms.store(millis(timeouts.idle), Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
     }
 
     /// A request head arrived; the guard ends the request when dropped.
@@ -89,15 +109,19 @@ impl ConnActivity {
     }
 
     /// When reading must have produced a request by.
-    fn deadline(&self, timeouts: &FrontendTimeouts) -> Option<Instant> {
+    fn deadline(&self) -> Option<Instant> {
         let limit = match self.phase.load(Ordering::Relaxed) {
-            PHASE_HEAD => timeouts.client_header,
-            PHASE_IDLE => timeouts.idle,
+            PHASE_HEAD => Duration::from_millis(self.client_header_ms.load(Ordering::Relaxed)),
+            PHASE_IDLE => self.idle(),
             _ => return None,
         };
-        let since = std::time::Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
+        let since = Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
         Some(self.start + since + limit)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One request in progress on a connection.
@@ -124,19 +148,18 @@ impl Drop for RequestGuard {
 pub struct ClientStream {
     inner: TcpStream,
     activity: Arc<ConnActivity>,
-    timeouts: FrontendTimeouts,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     scan: HeadScan,
 }
 
 impl ClientStream {
-    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>, timeouts: FrontendTimeouts) -> Self {
+    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>) -> Self {
+        let first = activity.deadline().unwrap_or_else(Instant::now);
         ClientStream {
             inner,
             activity,
-            timeouts,
-            timer: Box::pin(tokio::time::sleep(timeouts.client_header)),
+            timer: Box::pin(tokio::time::sleep_until(first.into())),
             armed: None,
             scan: HeadScan::default(),
         }
@@ -177,7 +200,8 @@ impl ClientStream {
     /// `idle`, so a connection that turns idle meanwhile gets its deadline.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let deadline = self.activity.deadline(&self.timeouts);
+            let deadline = self.activity.deadline();
+            let idle = self.activity.idle();
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Poll::Ready(Err(io::Error::new(
@@ -187,8 +211,8 @@ impl ClientStream {
             }
             let wake_at = match (deadline, self.armed) {
                 (Some(d), _) => d,
-                (None, Some(armed)) if armed > now && armed <= now + self.timeouts.idle => armed,
-                (None, _) => now + self.timeouts.idle,
+                (None, Some(armed)) if armed > now && armed <= now + idle => armed,
+                (None, _) => now + idle,
             };
             if self.armed != Some(wake_at) {
                 self.timer.as_mut().reset(wake_at.into());
@@ -305,7 +329,6 @@ impl AsyncWrite for ClientStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
         client_header: Duration::from_secs(10),
@@ -313,12 +336,12 @@ mod tests {
     };
 
     fn limit(a: &ConnActivity) -> Option<Duration> {
-        a.deadline(&TIMEOUTS).map(|d| d.duration_since(a.start))
+        a.deadline().map(|d| d.duration_since(a.start))
     }
 
     #[test]
     fn phases_choose_the_deadline() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         assert_eq!(
             limit(&a),
             Some(Duration::from_secs(10)),
@@ -338,8 +361,24 @@ mod tests {
     }
 
     #[test]
+    fn the_latest_requests_snapshot_sets_the_next_deadlines() {
+        let a = ConnActivity::new(&TIMEOUTS);
+        let guard = a.request_started(false);
+        a.follow_timeouts(&FrontendTimeouts {
+            client_header: Duration::from_secs(2),
+            idle: Duration::from_secs(5),
+        });
+        drop(guard);
+        let idle = limit(&a).expect("idle deadline");
+        assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6));
+        a.on_bytes();
+        let head = limit(&a).expect("head deadline");
+        assert!(head >= Duration::from_secs(2) && head < Duration::from_secs(3));
+    }
+
+    #[test]
     fn http2_connections_only_have_the_idle_deadline_between_requests() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         drop(a.request_started(true));
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
@@ -396,7 +435,7 @@ mod tests {
 
     #[test]
     fn tunnels_have_no_request_deadline() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         let guard = a.request_started(false);
         a.upgraded();
         drop(guard);

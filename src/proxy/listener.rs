@@ -203,8 +203,8 @@ async fn serve_connection(
         .find(|f| f.listen == listen)
         .map_or(DEFAULT_TIMEOUTS, |f| f.timeouts);
     let builder = server_builder();
-    let activity = ConnActivity::new();
-    let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity), timeouts));
+    let activity = ConnActivity::new(&timeouts);
+    let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity)));
     let ctx = Arc::new(ConnContext {
         activity,
         peer_ip: HeaderValue::try_from(peer.ip().to_string())

@@ -199,6 +199,7 @@ async fn forward(
         .enumerate()
         .find(|(_, f)| f.listen == ctx.listen)
         .ok_or(ProxyError::NoRoute)?;
+    ctx.activity.follow_timeouts(&frontend.timeouts);
     let scope = Scope {
         started,
         line,
