@@ -100,6 +100,29 @@ async fn a_rejected_request_closes_the_connection_and_its_pipelined_tail_is_neve
 }
 
 #[tokio::test]
+async fn a_smuggling_head_pipelined_behind_a_clean_one_in_the_same_read_is_refused() {
+    let backend = Backend::start("s").await;
+    let proxy = start_proxy(&config(backend.addr)).await;
+    let answer = exchange(
+        proxy.frontend_addr("web").unwrap(),
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nPOST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+    )
+    .await;
+    let statuses: Vec<&str> = answer
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answer[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{answer}");
+    let targets: Vec<String> = backend
+        .captured()
+        .iter()
+        .map(|c| c.target.clone())
+        .collect();
+    assert_eq!(targets, ["/first"]);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_bare_lf_request_reaches_the_server_reframed_with_crlf() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
