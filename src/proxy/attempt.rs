@@ -66,12 +66,14 @@ pub async fn send_with_retries(
     // pooled connection stays on that server with a fresh connection.
     let mut forced = pinned;
     let mut fresh_only = false;
+    // The last connect failure, answered when no server is left to try.
+    let mut failed: Option<(ProxyError, Option<usize>)> = None;
     loop {
         let choice = forced
             .take()
             .or_else(|| backend.balancer.pick(tried.as_slice()));
         let Some(s) = choice else {
-            return Err((ProxyError::NoServer, None));
+            return Err(failed.unwrap_or((ProxyError::NoServer, None)));
         };
         let server = &backend.servers[s];
         let Some(pool) = &server.pool else {
@@ -107,6 +109,7 @@ pub async fn send_with_retries(
                 }
                 server.state.counters.count_retry();
                 server.state.counters.count_redispatch();
+                failed = Some((error, Some(s)));
                 continue;
             }
         };

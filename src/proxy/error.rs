@@ -56,13 +56,12 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. }
-            | ProxyError::Upstream { .. }
-            | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            // No connection could be made: HAProxy answers 503 too.
+            ProxyError::NoServer
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream { .. } | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -119,9 +118,9 @@ mod tests {
                     server: "s".into(),
                     source: io(),
                 },
-                502,
+                503,
             ),
-            (ProxyError::ConnectTimeout { server: "s".into() }, 504),
+            (ProxyError::ConnectTimeout { server: "s".into() }, 503),
             (ProxyError::ResponseTimeout { server: "s".into() }, 504),
             (
                 ProxyError::BadResponse {
