@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod persist;
+mod state_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub struct Running {
 
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
+    state_dir::warn_if_committable(&options.state_dir);
     let grace = topology.global.grace;
     let state_file = topology.global.state_file.clone();
     let access_log = topology.global.access_log;
