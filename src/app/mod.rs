@@ -79,7 +79,8 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
 
     let (log, log_writer) = match access_log {
         Some(format) => {
-            let (log, writer) = AccessLog::new(format);
+            let counters = Arc::clone(runtime.registry().process());
+            let (log, writer) = AccessLog::new(format, counters, tokio::io::stdout());
             (Some(log), Some(tokio::spawn(writer)))
         }
         None => (None, None),
