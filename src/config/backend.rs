@@ -19,6 +19,11 @@ use crate::model::{
     CookieSpec, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
 };
 
+/// The most `rise`, `fall` and `passive_fall` may be: far beyond any useful
+/// value, and small enough that sums like HAProxy's `rise + fall - 1` never
+/// overflow.
+const MAX_RISE_FALL: u32 = 1000;
+
 /// Validates every backend; a backend whose name is unusable gets an empty one.
 pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Backend> {
     let mut names = Uniques::new("backend name");
@@ -81,7 +86,7 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
             "passive_fall",
             b.passive_fall.as_ref(),
             3,
-            0..=u32::MAX,
+            0..=MAX_RISE_FALL,
         );
         backends.push(Backend {
             name: BackendName::new(&name),
@@ -225,8 +230,8 @@ fn check(c: &mut Collector<'_>, backend: &str, spanned: &Spanned<RawCheck>) -> C
             k.timeout.as_ref(),
             Duration::from_secs(1),
         ),
-        rise: integer(c, &path, "rise", k.rise.as_ref(), 2, 1..=u32::MAX),
-        fall: integer(c, &path, "fall", k.fall.as_ref(), 3, 1..=u32::MAX),
+        rise: integer(c, &path, "rise", k.rise.as_ref(), 2, 1..=MAX_RISE_FALL),
+        fall: integer(c, &path, "fall", k.fall.as_ref(), 3, 1..=MAX_RISE_FALL),
     }
 }
 
