@@ -28,6 +28,7 @@ name = "web"
 listen = "127.0.0.1:0"
 default_backend = "app"
 timeouts = { client_header = {client_header}, idle = {idle} }
+limits = { max_uri = {max_uri}, max_head = {max_head}, max_headers = {max_headers}, max_header_line = {max_header_line} }
   [[frontend.route]]
   path_prefix = "/split"
   split = { app = {split} }
@@ -35,6 +36,7 @@ timeouts = { client_header = {client_header}, idle = {idle} }
 name = "app"
 retries = {retries}
 passive_fall = {passive_fall}
+max_body = {max_body}
 timeouts = { connect = {connect}, response = {response}, tunnel = {tunnel} }
 check = { kind = "http", interval = {interval}, timeout = {check_timeout}, rise = {rise}, fall = {fall} }
   [[backend.server]]
@@ -73,6 +75,41 @@ const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
         r#""7m167h""#,
         r#""168h1us""#,
         "from 1ms to 168h (7 days)",
+    ),
+    (
+        "max_uri",
+        "frontend[web].limits.max_uri",
+        "65534",
+        "65535",
+        "from 16 to 65534",
+    ),
+    (
+        "max_head",
+        "frontend[web].limits.max_head",
+        "1048576",
+        "1048577",
+        "from 1024 to 1048576",
+    ),
+    (
+        "max_headers",
+        "frontend[web].limits.max_headers",
+        "1000",
+        "1001",
+        "from 1 to 1000",
+    ),
+    (
+        "max_header_line",
+        "frontend[web].limits.max_header_line",
+        "1048576",
+        "1048577",
+        "from 64 to 1048576",
+    ),
+    (
+        "max_body",
+        "backend[app].max_body",
+        r#""1024GiB""#,
+        "1099511627777",
+        "from 1 byte to 1024GiB",
     ),
     (
         "split",

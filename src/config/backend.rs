@@ -12,7 +12,7 @@ use super::raw::{RawBackend, RawCheck, RawCookie, RawServer};
 use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{
     parse_check_path, parse_cookie_name, parse_expect, parse_host_header, parse_method, parse_name,
-    parse_server_address,
+    parse_server_address, parse_size,
 };
 use crate::model::{
     AdminState, Backend, BackendName, BackendTimeouts, BalanceAlgorithm, CheckKind, CheckSpec,
@@ -102,9 +102,40 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
                 .map(|cookie| self::cookie(c, &path, cookie)),
             passive_fall: (passive_fall > 0).then_some(passive_fall),
             drain_to_maint: b.drain_to_maint.unwrap_or(false),
+            max_body: max_body(c, &path, b.max_body.as_ref()),
         });
     }
     backends
+}
+
+/// The default `max_body`: 100 MiB.
+const DEFAULT_MAX_BODY: u64 = 100 << 20;
+/// The largest `max_body`: 1024 GiB.
+const LARGEST_MAX_BODY: u64 = 1 << 40;
+
+fn max_body(c: &mut Collector<'_>, backend: &str, raw: Option<&Spanned<toml::Value>>) -> u64 {
+    let Some(value) = raw else {
+        return DEFAULT_MAX_BODY;
+    };
+    let size = match value.get_ref() {
+        toml::Value::String(s) => parse_size(s),
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| String::new()),
+        _ => Err(String::new()),
+    };
+    match size {
+        Ok(n) if (1..=LARGEST_MAX_BODY).contains(&n) => n,
+        Ok(_) | Err(_) => {
+            let got = match value.get_ref() {
+                toml::Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            let message = format!(
+                r#"expected a size from 1 byte to 1024GiB like "100MiB" (units B, KiB, MiB, GiB) or an integer of bytes, got {got}"#
+            );
+            c.at(value.span(), format!("{backend}.max_body"), message);
+            DEFAULT_MAX_BODY
+        }
+    }
 }
 
 fn servers(c: &mut Collector<'_>, backend: &str, raw: &[Spanned<RawServer>]) -> Vec<Server> {

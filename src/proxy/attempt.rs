@@ -12,7 +12,7 @@ use super::connect::{self, ConnectFailure};
 use super::error::ProxyError;
 use crate::runtime::BackendPlan;
 use crate::state::{Health, InFlight};
-use crate::upstream::{RequestBody, UpstreamSender};
+use crate::upstream::{BodyError, RequestBody, UpstreamSender};
 
 /// A response head from a server.
 pub struct Sent {
@@ -145,8 +145,12 @@ pub async fn send_with_retries(
                     continue;
                 }
                 _ => {
-                    server.state.counters.count_response_error();
                     let source = e.into_error();
+                    // The client's body passed `max_body`: not the server's fault.
+                    if BodyError::is_too_large(&source) {
+                        return Err((ProxyError::BodyTooLarge, Some(s)));
+                    }
+                    server.state.counters.count_response_error();
                     return Err((
                         if source.is_parse() {
                             ProxyError::BadResponse {

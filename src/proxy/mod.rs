@@ -13,6 +13,7 @@ mod connect;
 mod error;
 mod head_scan;
 mod headers;
+mod limits;
 mod listener;
 mod normalize;
 mod service;
