@@ -146,9 +146,18 @@ pub async fn send_with_retries(
                 }
                 _ => {
                     let source = e.into_error();
-                    // The client's body passed `max_body`: not the server's fault.
-                    if BodyError::is_too_large(&source) {
-                        return Err((ProxyError::BodyTooLarge, Some(s)));
+                    // The client's body broke or passed `max_body`: the
+                    // client's fault, not the server's (the upstream
+                    // request was aborted, R3).
+                    match BodyError::find(&source) {
+                        Some(BodyError::TooLarge(_)) => {
+                            return Err((ProxyError::BodyTooLarge, Some(s)));
+                        }
+                        Some(BodyError::Client(_)) => {
+                            let error = ProxyError::BadRequest("malformed request body");
+                            return Err((error, Some(s)));
+                        }
+                        None => {}
                     }
                     server.state.counters.count_response_error();
                     return Err((

@@ -35,16 +35,16 @@ pub enum BodyError {
 }
 
 impl BodyError {
-    /// Whether `error` (or what caused it) is a body over its limit.
-    pub fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    /// The body error that caused `error`, if one did.
+    pub fn find<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyError> {
         let mut cause = Some(error);
         while let Some(e) = cause {
-            if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))) {
-                return true;
+            if let Some(body) = e.downcast_ref::<BodyError>() {
+                return Some(body);
             }
             cause = e.source();
         }
-        false
+        None
     }
 }
 
