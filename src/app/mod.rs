@@ -8,6 +8,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod persist;
 pub mod preview;
+mod state_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub struct Running {
 
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
+    state_dir::warn_if_committable(&options.state_dir);
     let grace = topology.global.grace;
     let state_file = match &topology.global.state_file {
         StateFile::InStateDir => Some(options.state_dir.join("state.json")),
@@ -86,7 +88,8 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
 
     let (log, log_writer) = match access_log {
         Some(format) => {
-            let (log, writer) = AccessLog::new(format);
+            let counters = Arc::clone(runtime.registry().process());
+            let (log, writer) = AccessLog::new(format, counters, tokio::io::stdout());
             (Some(log), Some(tokio::spawn(writer)))
         }
         None => (None, None),

@@ -60,8 +60,19 @@ pub struct RawFrontend {
     pub default_backend: Option<Text>,
     pub forward_headers: Option<bool>,
     pub timeouts: Option<RawFrontendTimeouts>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+}
+
+/// `[frontend.limits]`: sizes and counts of a request head.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_uri: Option<Int>,
+    pub max_head: Option<Int>,
+    pub max_headers: Option<Int>,
+    pub max_header_line: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +103,8 @@ pub struct RawBackend {
     pub timeouts: Option<RawBackendTimeouts>,
     pub passive_fall: Option<Int>,
     pub drain_to_maint: Option<bool>,
+    /// A size: `"100MiB"` or an integer of bytes.
+    pub max_body: Option<Spanned<toml::Value>>,
     pub cookie: Option<Spanned<RawCookie>>,
     pub check: Option<Spanned<RawCheck>>,
     #[serde(default)]

@@ -101,6 +101,30 @@ pub struct Frontend {
     /// Add `X-Forwarded-For` (appended) and set `X-Forwarded-Proto`/`-Host`.
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    pub limits: FrontendLimits,
+}
+
+/// Most sizes and counts of a request head (HARDENING.md 2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontendLimits {
+    /// Longest request target, in bytes; longer gets 414.
+    pub max_uri: u32,
+    /// Largest head (request line and header lines), in bytes; larger gets 431.
+    pub max_head: u32,
+    /// Most header fields; more get 431.
+    pub max_headers: u32,
+    /// Longest header line (`name: value`), in bytes; longer gets 431.
+    pub max_header_line: u32,
+}
+
+impl FrontendLimits {
+    /// nginx's and hyper's measured defaults, as HARDENING.md 2.3 asks.
+    pub const DEFAULT: FrontendLimits = FrontendLimits {
+        max_uri: 8192,
+        max_head: 32 * 1024,
+        max_headers: 100,
+        max_header_line: 8192,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +180,8 @@ pub struct Backend {
     pub passive_fall: Option<u32>,
     /// Move a DRAIN server to MAINT by itself once its last request ends.
     pub drain_to_maint: bool,
+    /// Largest request body, in bytes; larger gets 413.
+    pub max_body: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
 use super::service::{self, ConnContext};
-use crate::model::{FrontendName, FrontendTimeouts};
+use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
 
 /// Back-off after an accept error such as EMFILE.
@@ -195,14 +195,16 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let timeouts = shared
+    let (timeouts, limits) = shared
         .runtime
         .snapshot()
         .frontends
         .iter()
         .find(|f| f.listen == listen)
-        .map_or(DEFAULT_TIMEOUTS, |f| f.timeouts);
-    let builder = server_builder();
+        .map_or((DEFAULT_TIMEOUTS, FrontendLimits::DEFAULT), |f| {
+            (f.timeouts, f.limits)
+        });
+    let builder = server_builder(&limits);
     let activity = ConnActivity::new(&timeouts);
     let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity)));
     let ctx = Arc::new(ConnContext {
@@ -234,14 +236,19 @@ const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     idle: Duration::from_secs(60),
 };
 
-/// hyper's settings; the head and idle deadlines are `ClientStream`'s.
-fn server_builder() -> auto::Builder<TokioExecutor> {
+/// hyper's settings; the head and idle deadlines are `ClientStream`'s. The
+/// head limits cap hyper's read buffer and field count (hyper answers 431
+/// past them); the service checks each limit again exactly.
+fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_headers(limits.max_headers as usize)
+        // hyper's smallest buffer is 8 KiB.
+        .max_buf_size((limits.max_head as usize).max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -6,6 +6,7 @@
 
 mod counters;
 mod health;
+mod process;
 mod registry;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass, TIME_BUCKETS};
 pub use health::{CheckOutcome, Health, HealthTracker};
+pub use process::ProcessCounters;
 pub use registry::StateRegistry;
 
 use crate::model::{AdminState, BackendName, ServerName};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Counters, ServerState};
+use super::{Counters, ProcessCounters, ServerState};
 use crate::model::{Backend, BackendName, FrontendName, Server, ServerName, Topology};
 
 /// Live state by (backend, server) name.
@@ -16,6 +16,7 @@ type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
 pub struct StateRegistry {
     servers: Arc<Mutex<ServerMap>>,
     frontends: Arc<Mutex<HashMap<FrontendName, Arc<Counters>>>>,
+    process: Arc<ProcessCounters>,
 }
 
 impl StateRegistry {
@@ -37,6 +38,11 @@ impl StateRegistry {
             Arc::new(state)
         });
         Arc::clone(state)
+    }
+
+    /// The process-wide counters.
+    pub fn process(&self) -> &Arc<ProcessCounters> {
+        &self.process
     }
 
     /// Updates every server of `topology` with the config's admin state and

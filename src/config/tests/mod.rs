@@ -69,6 +69,7 @@ fn minimal_config_gets_every_default() {
                 client_header: s(10),
                 idle: s(60),
             },
+            limits: FrontendLimits::DEFAULT,
         }],
         backends: vec![Backend {
             name: BackendName::new("app"),
@@ -94,6 +95,7 @@ fn minimal_config_gets_every_default() {
             cookie: None,
             passive_fall: Some(3),
             drain_to_maint: false,
+            max_body: 100 * 1024 * 1024,
         }],
     };
     assert_eq!(parse_ok(MINIMAL), expected);
