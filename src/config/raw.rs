@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub frontend: Vec<Spanned<RawFrontend>>,
     #[serde(default)]
     pub backend: Vec<Spanned<RawBackend>>,
+    /// Status (`"503"`) -> file of the page served instead.
+    pub errors: Option<BTreeMap<Text, Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +36,22 @@ pub struct RawGlobal {
     pub access_log: Option<Text>,
     pub state_file: Option<Text>,
     pub max_connections: Option<Int>,
+    pub request_id: Option<Spanned<RawRequestId>>,
+    pub trusted_proxies: Option<Spanned<Vec<Text>>>,
+}
+
+/// `request_id = false` or `request_id = { header = "X-Request-Id" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRequestId {
+    Enabled(bool),
+    Header(RawRequestIdHeader),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestIdHeader {
+    pub header: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +89,67 @@ pub struct RawRoute {
     /// Backend name -> relative weight. Keys come sorted by name, so the
     /// model's split order is deterministic.
     pub split: Option<Spanned<BTreeMap<Text, Int>>>,
+    pub path: Option<Text>,
+    pub path_regex: Option<Text>,
+    pub methods: Option<Spanned<Vec<Text>>>,
+    pub headers: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub cookies: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub query: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub redirect: Option<Spanned<RawRedirect>>,
+    pub respond: Option<Spanned<RawRespond>>,
+    pub deny: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<RawRewrite>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
+    pub timeouts: Option<RawRouteTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub to: Option<Text>,
+    pub code: Option<Int>,
+    pub keep_path: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    pub status: Option<Int>,
+    pub body: Option<Text>,
+    pub body_file: Option<Text>,
+    pub content_type: Option<Text>,
+}
+
+/// Exactly one of `strip_prefix`, `replace_prefix` or `regex` (with `to`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub strip_prefix: Option<Text>,
+    pub replace_prefix: Option<Spanned<RawReplacePrefix>>,
+    pub regex: Option<Text>,
+    pub to: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplacePrefix {
+    pub from: Option<Text>,
+    pub to: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRules {
+    pub set: Option<BTreeMap<Text, Text>>,
+    pub add: Option<BTreeMap<Text, Text>>,
+    pub remove: Option<Vec<Text>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTimeouts {
+    pub response: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +164,8 @@ pub struct RawBackend {
     pub drain_to_maint: Option<bool>,
     pub cookie: Option<Spanned<RawCookie>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
 }

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use snapshot::{
-    BackendPlan, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan, Snapshot,
-    TargetPlan,
+    BackendPlan, Chosen, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan,
+    Snapshot, TargetPlan,
 };
 
 use crate::model::{ServerAddress, Topology};

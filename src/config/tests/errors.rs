@@ -29,7 +29,7 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
             file("", "colour = \"red\"\n"),
             "test.toml:8:1: backend[app].colour: unknown field `colour`, expected one of `name`, \
              `balance`, `host`, `retries`, `timeouts`, `passive_fall`, `drain_to_maint`, \
-             `cookie`, `check`, `server`",
+             `cookie`, `check`, `request_headers`, `response_headers`, `server`",
         ),
         (
             server("wieght = 2\n"),
@@ -63,7 +63,9 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
         (
             file("[[frontend.route]]\nhots = \"a.com\"\n", ""),
             "test.toml:6:1: frontend[web].route[0].hots: unknown field `hots`, expected one of \
-             `host`, `path_prefix`, `backend`, `split`",
+             `host`, `path_prefix`, `backend`, `split`, `path`, `path_regex`, `methods`, \
+             `headers`, `cookies`, `query`, `redirect`, `respond`, `deny`, `rewrite`, \
+             `request_headers`, `response_headers`, `timeouts`",
         ),
         (
             file(
@@ -205,11 +207,12 @@ fn semantic_errors() {
                  [[frontend.route]]\nbackend = \"app\"\n",
                 "",
             ),
-            "test.toml:8:9: frontend[web].route[0].split: expected either backend or split, \
-             not both\n\
-             test.toml:9:1: frontend[web].route[1]: expected a `backend` or a `split` key\n\
+            "test.toml:8:9: frontend[web].route[0].split: expected one of backend, split, \
+             redirect, respond or deny, got backend and split\n\
+             test.toml:9:1: frontend[web].route[1]: expected a `backend`, `split`, `redirect`, `respond` or `deny` key\n\
              test.toml:11:1: frontend[web].route[2]: matches every request: use \
-             default_backend, or add host or path_prefix",
+             default_backend, or add a condition (host, path_prefix, path, path_regex, methods, \
+             headers, cookies or query)",
         ),
         (
             file(

@@ -53,6 +53,8 @@ fn minimal_config_gets_every_default() {
             access_log: Some(LogFormat::Text),
             state_file: None,
             max_connections: 10_000,
+            request_id: Some(http::HeaderName::from_static("x-request-id")),
+            trusted_proxies: Box::new([]),
         },
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
@@ -93,7 +95,10 @@ fn minimal_config_gets_every_default() {
             cookie: None,
             passive_fall: Some(3),
             drain_to_maint: false,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
         }],
+        errors: ErrorPages::default(),
     };
     assert_eq!(parse_ok(MINIMAL), expected);
 }
@@ -171,6 +176,8 @@ fn full_config_maps_every_key() {
             access_log: None,
             state_file: Some("/var/lib/switchyard/state.json".into()),
             max_connections: 500,
+            request_id: Some(http::HeaderName::from_static("x-request-id")),
+            trusted_proxies: Box::new([]),
         }
     );
     assert_eq!(
