@@ -362,3 +362,94 @@ timeouts = { connect = "5 parsecs" }
          \"users:8080\" or \"[::1]:8080\", got \"monolith\" (no port)",
     );
 }
+
+#[test]
+fn routing_rule_errors_point_at_the_value() {
+    let route = |body: &str| {
+        file(
+            &format!("[[frontend.route]]\npath_prefix = \"/a\"\n{body}"),
+            "",
+        )
+    };
+    let cases = [
+        (
+            route("backend = \"app\"\npath_regex = \"^/v[0-9+/\"\n"),
+            "test.toml:8:14: frontend[web].route[0].path_regex: invalid regex: regex parse \
+             error: ^/v[0-9+/ ^ error: unclosed character class",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { set = { \"X-A\" = \"{client}\" } }\n"),
+            "test.toml:8:37: frontend[web].route[0].request_headers.set.X-A: unknown variable \
+             {client}; expected one of {client_ip}, {request_id}, {host}, {frontend}, \
+             {backend}, {server}",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { add = { \"X-S\" = \"{server}\" } }\n"),
+            "test.toml:8:37: frontend[web].route[0].request_headers.add.X-S: {server} is known \
+             only in response_headers; the server is not chosen yet",
+        ),
+        (
+            route("backend = \"app\"\nrewrite = { regex = \"^/v1/(.*)$\", to = \"$1\" }\n"),
+            "test.toml:8:40: frontend[web].route[0].rewrite.to: the rewritten path must start \
+             with '/', got \"$1\"; a path without '/' cannot be forwarded",
+        ),
+        (
+            route(
+                "backend = \"app\"\nrewrite = { replace_prefix = { from = \"/a\", to = \"b\" } }\n",
+            ),
+            "test.toml:8:50: frontend[web].route[0].rewrite.replace_prefix.to: the rewritten \
+             path must start with '/', got \"b\"; a path without '/' cannot be forwarded",
+        ),
+        (
+            route("backend = \"app\"\nrewrite = { regex = \"^/v1/(.*)$\", to = \"/$2\" }\n"),
+            "test.toml:8:40: frontend[web].route[0].rewrite.to: $2 names no group: the regex \
+             has 1 capture group(s)",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { set = { Connection = \"close\" } }\n"),
+            "test.toml:8:29: frontend[web].route[0].request_headers.set.Connection: connection \
+             is a hop-by-hop or framing header, which the proxy manages; it cannot be set or \
+             added",
+        ),
+        (
+            file(
+                "",
+                "response_headers = { add = { \"Transfer-Encoding\" = \"gzip\" } }\n",
+            ),
+            "test.toml:8:30: backend[app].response_headers.add.Transfer-Encoding: \
+             transfer-encoding is a hop-by-hop or framing header, which the proxy manages; it \
+             cannot be set or added",
+        ),
+        (
+            route("redirect = { to = \"https://x\", code = 200 }\n"),
+            "test.toml:7:39: frontend[web].route[0].redirect.code: expected 301, 302, 303, 307 \
+             or 308, got 200",
+        ),
+        (
+            route("respond = { status = 503, body_file = \"no-such-file.html\" }\n"),
+            "test.toml:7:39: frontend[web].route[0].respond.body_file: cannot read \
+             no-such-file.html: No such file or directory (os error 2)",
+        ),
+        (
+            route("deny = true\nmethods = [\"get\"]\n"),
+            "test.toml:8:12: frontend[web].route[0].methods: expected an upper-case method like \
+             \"GET\", got \"get\"",
+        ),
+        (
+            format!(
+                "[global]\ntrusted_proxies = [\"10.0.0.0/33\"]\n{}",
+                file("", "")
+            ),
+            "test.toml:2:20: global.trusted_proxies: expected a prefix length in 0..=32 after \
+             '/', got \"33\" in \"10.0.0.0/33\"",
+        ),
+        (
+            format!("[errors]\n500 = \"x.html\"\n{}", file("", "")),
+            "test.toml:2:1: errors.500: expected 502, 503 or 504 (the failures the proxy \
+             answers itself), got \"500\"",
+        ),
+    ];
+    for (source, expected) in cases {
+        check(&source, expected);
+    }
+}
