@@ -402,3 +402,102 @@ timeouts = {{ response = "10s" }}
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_stats_api_lists_each_route_with_conditions_and_actions() {
+    let (_mono, _new, proxy) = condition_proxy().await;
+    let admin = proxy.admin.unwrap();
+    let request = Request::get(format!("http://{admin}/api/stats"))
+        .header("authorization", "Bearer test-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(&client(), request).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let described = |frontend: usize| -> Vec<String> {
+        stats["frontends"][frontend]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["description"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        described(0),
+        [
+            "path=/exact -> new",
+            "path_regex=^/v[0-9]+/ -> new",
+            "path_prefix=/m methods=DELETE -> new",
+            "header x-beta=* header x-canary=1 -> new",
+            "cookie beta=yes -> new",
+            "query v=2 -> new",
+        ]
+    );
+    assert_eq!(
+        described(1),
+        [
+            "host=shop.example.com path_prefix=/api methods=GET,HEAD header x-team=core \
+          cookie beta=yes query v=2 -> new"
+        ]
+    );
+    let route = &stats["frontends"][1]["routes"][0];
+    assert_eq!(route["action"], "new");
+    assert_eq!(route["backend"], "new");
+    proxy.shutdown().await;
+}
+
+/// The canary step of the README's walkthrough, with its exact TOML.
+#[tokio::test]
+async fn readme_canary_step_sends_the_beta_cookie_to_the_new_service() {
+    let (monolith, users) = (
+        Backend::start("monolith").await,
+        Backend::start("users").await,
+    );
+    let proxy = start_proxy(&format!(
+        r#"[global]
+access_log = "off"
+[admin]
+listen = "127.0.0.1:0"
+[[frontend]]
+name = "web"
+listen = "127.0.0.1:0"
+default_backend = "monolith"
+
+   [[frontend.route]]
+   path_prefix = "/api/users"
+   cookies = {{ beta = "yes" }}
+   rewrite = {{ replace_prefix = {{ from = "/api/users", to = "/users" }} }}
+   request_headers = {{ set = {{ "X-Canary" = "1" }} }}
+   backend = "users"
+
+   [[frontend.route]]
+   path_prefix = "/api/users"
+   backend = "monolith"
+[[backend]]
+name = "monolith"
+  [[backend.server]]
+  name = "monolith"
+  address = "{}"
+[[backend]]
+name = "users"
+  [[backend.server]]
+  name = "users"
+  address = "{}"
+"#,
+        monolith.addr, users.addr
+    ))
+    .await;
+    let with_cookie = Request::get(url(&proxy, "web", "/api/users/7"))
+        .header("cookie", "beta=yes")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(&client(), with_cookie).await;
+    assert_eq!((status, served_by(&headers).as_str()), (200, "users"));
+    let seen = users.captured().pop().unwrap();
+    assert_eq!(seen.target, "/users/7");
+    assert_eq!(seen.headers["x-canary"], "1");
+    let (status, headers, _) = get(&client(), &url(&proxy, "web", "/api/users/7")).await;
+    assert_eq!((status, served_by(&headers).as_str()), (200, "monolith"));
+    assert_eq!(monolith.captured().pop().unwrap().target, "/api/users/7");
+    proxy.shutdown().await;
+}

@@ -41,11 +41,37 @@ pub struct RawGlobal {
 }
 
 /// `request_id = false` or `request_id = { header = "X-Request-Id" }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// Deserialized by hand: an untagged enum would lose the spans inside.
+#[derive(Debug)]
 pub enum RawRequestId {
     Enabled(bool),
     Header(RawRequestIdHeader),
+}
+
+impl<'de> Deserialize<'de> for RawRequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawRequestId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or a table like { header = "X-Request-Id" }"#)
+            }
+
+            fn visit_bool<E>(self, enabled: bool) -> Result<RawRequestId, E> {
+                Ok(RawRequestId::Enabled(enabled))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRequestId, A::Error> {
+                RawRequestIdHeader::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRequestId::Header)
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -453,3 +453,32 @@ fn routing_rule_errors_point_at_the_value() {
         check(&source, expected);
     }
 }
+
+#[test]
+fn request_id_forms() {
+    let cases = [
+        (
+            format!(
+                "[global]\nrequest_id = {{ header = \"bad header\" }}\n{}",
+                file("", "")
+            ),
+            "test.toml:2:25: global.request_id.header: expected a header name like \
+             \"X-Request-Id\", got \"bad header\"",
+        ),
+        (
+            format!(
+                "[global]\nrequest_id = {{ heder = \"X-Id\" }}\n{}",
+                file("", "")
+            ),
+            "test.toml:2:16: global.request_id.heder: unknown field `heder`, expected `header`",
+        ),
+        (
+            format!("[global]\nrequest_id = \"yes\"\n{}", file("", "")),
+            "test.toml:2:14: global.request_id: invalid type: string \"yes\", expected true, \
+             false or a table like { header = \"X-Request-Id\" }",
+        ),
+    ];
+    for (source, expected) in cases {
+        check(&source, expected);
+    }
+}

@@ -326,3 +326,22 @@ fn wildcard_host_becomes_a_suffix() {
     let host = parse_ok(&source).frontends[0].routes[0].host.clone();
     assert_eq!(host, Some(HostMatch::Suffix(".example.com".into())));
 }
+
+#[test]
+fn request_id_and_trusted_proxies() {
+    let t = parse_ok(&format!(
+        "[global]\nrequest_id = {{ header = \"X-Trace-Id\" }}\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n{MINIMAL}"
+    ));
+    assert_eq!(t.global.request_id.expect("on").as_str(), "x-trace-id");
+    let shown: Vec<String> = t
+        .global
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32"]);
+    let t = parse_ok(&format!("[global]\nrequest_id = false\n{MINIMAL}"));
+    assert_eq!(t.global.request_id, None);
+    let t = parse_ok(&format!("[global]\nrequest_id = true\n{MINIMAL}"));
+    assert_eq!(t.global.request_id.expect("on").as_str(), "x-request-id");
+}
