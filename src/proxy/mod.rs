@@ -16,6 +16,7 @@ mod headers;
 mod identity;
 mod listener;
 mod normalize;
+mod routing;
 pub mod rules;
 mod service;
 mod sticky;

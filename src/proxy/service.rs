@@ -22,10 +22,10 @@ use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
 use super::headers::{self, Forwarding};
 use super::identity::Identity;
-use super::normalize::normalize_path;
+use super::routing::{self, Facts, RequestLine, Routed};
 use super::rules::{self, Vars};
 use super::{sticky, tunnel};
-use crate::model::{FrontendName, RequestView};
+use crate::model::FrontendName;
 use crate::runtime::{BackendPlan, FrontendPlan, RoutePlan, Snapshot};
 use crate::state::InFlight;
 use crate::upstream::RequestBody;
@@ -73,68 +73,6 @@ pub async fn serve(
     };
     identity.insert_request_id(response.headers_mut());
     Ok(response)
-}
-
-/// What the service knows of a request before routing it.
-#[derive(Clone, Copy)]
-struct Facts<'a> {
-    started: Instant,
-    line: Option<&'a RequestLine>,
-    identity: &'a Identity,
-}
-
-impl Facts<'_> {
-    /// The access log record of a request answered without a server.
-    fn record(
-        &self,
-        ctx: &ConnContext,
-        frontend: FrontendName,
-        status: u16,
-        termination: Option<&'static str>,
-    ) -> Option<LogRecord> {
-        let line = self.line?;
-        Some(LogRecord {
-            time: SystemTime::now(),
-            client: ctx.peer,
-            client_ip: self.client_ip(ctx),
-            request_id: self.identity.request_id.as_ref().map(|(_, v)| v.clone()),
-            frontend,
-            backend: None,
-            server: None,
-            method: line.method.clone(),
-            target: line.target.clone(),
-            rewritten: None,
-            version: line.version,
-            status,
-            bytes: 0,
-            connect: None,
-            response: None,
-            total: self.started.elapsed(),
-            termination,
-        })
-    }
-
-    /// The client's address for the log, when it is not the peer's.
-    fn client_ip(&self, ctx: &ConnContext) -> Option<std::net::IpAddr> {
-        (self.identity.client_ip != ctx.peer.ip().to_canonical()).then_some(self.identity.client_ip)
-    }
-}
-
-/// The parts of the request line kept for the access log.
-struct RequestLine {
-    method: http::Method,
-    target: Option<http::uri::PathAndQuery>,
-    version: Version,
-}
-
-impl RequestLine {
-    fn of<B>(request: &Request<B>) -> Self {
-        RequestLine {
-            method: request.method().clone(),
-            target: request.uri().path_and_query().cloned(),
-            version: request.version(),
-        }
-    }
 }
 
 /// A failure and where it happened.
@@ -251,9 +189,12 @@ async fn forward(
         frontend: f,
         backend: None,
     };
-    let routed = route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+    let routed =
+        routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
     let (b, chosen_route, origin_form, rewritten) = match routed {
-        Routed::Answer(response) => return Ok(answer_directly(ctx, frontend, facts, response)),
+        Routed::Answer(response) => {
+            return Ok(routing::answer_directly(ctx, frontend, facts, response));
+        }
         Routed::Backend {
             backend,
             route,
@@ -330,87 +271,6 @@ async fn forward(
         )
         .map_err(|e| place.fail(e, Some(s))),
     }
-}
-
-/// Where routing sends a request.
-enum Routed<'s> {
-    /// The proxy answers itself (redirect, respond, deny).
-    Answer(Response<ProxyBody>),
-    Backend {
-        backend: usize,
-        /// `None`: the frontend's default target.
-        route: Option<&'s RoutePlan>,
-        /// The target to forward, in origin form, rewritten if the route says so.
-        origin_form: Uri,
-        rewritten: Option<PathAndQuery>,
-    },
-}
-
-/// Answers a request the proxy answers itself, counted on the frontend.
-fn answer_directly(
-    ctx: &ConnContext,
-    frontend: &FrontendPlan,
-    facts: Facts<'_>,
-    response: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    let status = response.status().as_u16();
-    frontend.counters.count_response(status);
-    if let Some(log) = ctx.shared.log.as_ref() {
-        if let Some(record) = facts.record(ctx, frontend.name.clone(), status, None) {
-            log.record(record);
-        }
-    }
-    response
-}
-
-/// Validates the request and finds where it goes: an answer of the proxy's
-/// own, or a backend with the request target to forward, in origin form
-/// with the normalised (and maybe rewritten) path.
-fn route<'s>(
-    ctx: &ConnContext,
-    snapshot: &Snapshot,
-    frontend: &'s FrontendPlan,
-    request: &Request<Incoming>,
-) -> Result<Routed<'s>, ProxyError> {
-    headers::validate_request(
-        request.method(),
-        request.version(),
-        request.uri(),
-        request.headers(),
-    )?;
-    if ctx.activity.take_ambiguous_framing() {
-        return Err(ProxyError::BadRequest(
-            "both content-length and transfer-encoding",
-        ));
-    }
-    let path = normalize_path(request.uri().path()).map_err(ProxyError::BadPath)?;
-    let host = headers::routing_host(request.uri(), request.headers());
-    let query = request.uri().query();
-    let view = RequestView {
-        host: host.as_deref(),
-        path: &path,
-        method: request.method(),
-        headers: request.headers(),
-        query,
-    };
-    let chosen = frontend.route(&view).ok_or(ProxyError::NoRoute)?;
-    if let Some(response) = rules::answer(chosen.target, &path, query) {
-        return Ok(Routed::Answer(response));
-    }
-    let b = chosen
-        .target
-        .backend(|b| snapshot.backends[b].has_eligible_server())
-        .ok_or(ProxyError::NoServer)?;
-    // Route on the normalised path and forward that same path (R5), or
-    // what the route's rewrite makes of it.
-    let rewritten = rules::rewrite(chosen.route, &path)?;
-    let origin_form = origin_form(request.uri(), rewritten.as_deref().unwrap_or(&path))?;
-    Ok(Routed::Backend {
-        backend: b,
-        route: chosen.route,
-        rewritten: rewritten.and_then(|_| origin_form.path_and_query().cloned()),
-        origin_form,
-    })
 }
 
 /// The frontend and backend of a request, to fill in names.
@@ -585,24 +445,4 @@ fn relay(
         head,
         ProxyBody::upstream(body, exchange),
     ))
-}
-
-/// The request target in origin form, with the normalised path.
-fn origin_form(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
-    if uri.authority().is_none() && uri.path() == path {
-        return Ok(uri.clone());
-    }
-    let pq = match (uri.path() == path, uri.query()) {
-        (true, _) => uri
-            .path_and_query()
-            .cloned()
-            .ok_or(ProxyError::BadRequest("empty target"))?,
-        (false, None) => path
-            .parse()
-            .map_err(|_| ProxyError::BadPath("unparseable path"))?,
-        (false, Some(q)) => format!("{path}?{q}")
-            .parse()
-            .map_err(|_| ProxyError::BadPath("unparseable path"))?,
-    };
-    Ok(Uri::from(pq))
 }
