@@ -34,8 +34,9 @@ pub struct RawConfig {
 pub struct RawGlobal {
     pub grace: Option<Text>,
     pub access_log: Option<Text>,
-    pub state_file: Option<Text>,
+    pub state_file: Option<Spanned<PathOrOff>>,
     pub max_connections: Option<Int>,
+    pub watch: Option<bool>,
     pub request_id: Option<Spanned<RawRequestId>>,
     pub trusted_proxies: Option<Spanned<Vec<Text>>>,
 }
@@ -78,6 +79,14 @@ impl<'de> Deserialize<'de> for RawRequestId {
 #[serde(deny_unknown_fields)]
 pub struct RawRequestIdHeader {
     pub header: Option<Text>,
+}
+
+/// A path, or `false` to turn the feature off (`true` means the default).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PathOrOff {
+    Path(String),
+    Flag(bool),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,10 +15,10 @@ use super::error::{Collector, ConfigErrors, line_column};
 use http::HeaderName;
 use toml::Spanned;
 
-use super::raw::{Int, RawAdmin, RawConfig, RawGlobal, RawRequestId, Text};
+use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, RawRequestId, Text};
 use super::values::{in_range, parse_socket_addr};
 use super::{answers, backend, duration::parse_duration, frontend};
-use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, Topology};
+use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, StateFile, Topology};
 
 pub(crate) fn validate(
     raw: RawConfig,
@@ -91,9 +91,8 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
                 _ => Err(format!(r#"expected "text", "json" or "off", got {s:?}"#)),
             },
         ),
-        state_file: optional(c, at, "state_file", raw.state_file.as_ref(), None, |s| {
-            file_path(s).map(Some)
-        }),
+        state_file: state_file(c, raw.state_file.as_ref()),
+        watch: raw.watch.unwrap_or(true),
         max_connections: integer(
             c,
             at,
@@ -141,6 +140,24 @@ fn request_id(c: &mut Collector<'_>, raw: Option<&Spanned<RawRequestId>>) -> Opt
                 )),
             },
         ),
+    }
+}
+
+/// `state_file = "path"`, `false` (off) or `true` (the default place).
+fn state_file(c: &mut Collector<'_>, raw: Option<&Spanned<PathOrOff>>) -> StateFile {
+    let Some(raw) = raw else {
+        return StateFile::InStateDir;
+    };
+    match raw.get_ref() {
+        PathOrOff::Flag(false) => StateFile::Off,
+        PathOrOff::Flag(true) => StateFile::InStateDir,
+        PathOrOff::Path(path) => match file_path(path) {
+            Ok(path) => StateFile::At(path),
+            Err(message) => {
+                c.at(raw.span(), "global.state_file".to_owned(), message);
+                StateFile::InStateDir
+            }
+        },
     }
 }
 
