@@ -3,6 +3,7 @@
 # harness's BENCH_* variables into a config (round robin over the two origins,
 # pooled keep-alive upstream connections, X-Forwarded-For, no access log) and
 # runs the release binary with one worker thread, as the peers run.
+# BENCH_RULES=1 adds a route with one header rule and one rewrite (below).
 #
 #   cargo build --release
 #   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
@@ -11,6 +12,17 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
 conf="$BENCH_WORKDIR/switchyard.toml"
+# BENCH_RULES=1 sends every request through a route with one request header
+# rule and one path rewrite (to the same path), to measure their cost beside
+# the plain figure.
+rules_route=""
+if [ "${BENCH_RULES:-0}" = "1" ]; then
+  rules_route='  [[frontend.route]]
+  path_prefix = "/"
+  rewrite = { regex = "^/(.*)$", to = "/$1" }
+  request_headers = { set = { "X-Client" = "{client_ip}" } }
+  backend = "origins"'
+fi
 cat >"$conf" <<TOML
 [global]
 access_log = "off"
@@ -23,6 +35,7 @@ listen = "127.0.0.1:0"
 name = "bench"
 listen = "$BENCH_LISTEN"
 default_backend = "origins"
+$rules_route
 
 [[backend]]
 name = "origins"

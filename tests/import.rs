@@ -114,7 +114,7 @@ fn imports_using_todays_keys_pass_check() {
 }
 
 #[test]
-#[ignore = "needs routing rules and TLS keys"]
+
 fn imports_using_routing_rules_and_tls_pass_check() {
     passes_check(&read("routing.toml"), "routing");
     // rules.toml names files relative to its directory: an error page, a

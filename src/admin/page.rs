@@ -199,6 +199,21 @@ fn routes(out: &mut String, f: &FrontendStats) {
             }
             (None, None) => {}
         }
+        // The action beyond the backend: a direct answer, rewrite, header rules.
+        let rest = match (&r.backend, &r.split) {
+            (Some(b), _) => r.action.strip_prefix(b.as_str()).unwrap_or(&r.action),
+            (None, Some(_)) => r
+                .action
+                .find(" rewrite ")
+                .or_else(|| r.action.find(" request_headers "))
+                .or_else(|| r.action.find(" response_headers "))
+                .or_else(|| r.action.find(" timeouts."))
+                .map_or("", |i| &r.action[i..]),
+            (None, None) => &r.action,
+        };
+        if !rest.trim().is_empty() {
+            let _ = write!(out, " <span class=\"action\">{}</span>", esc(rest.trim()));
+        }
         out.push_str("</li>");
     }
     out.push_str("</ol>");

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use super::audit::Change;
 use super::sampler::{Key, Rates, Sampler};
-use crate::model::{AdminState, Backend, BalanceAlgorithm, CheckSpec, HostMatch, Target};
+use crate::model::{
+    AdminState, Backend, BalanceAlgorithm, CheckSpec, RouteAction, RouteConditions, Target,
+};
 use crate::runtime::{BackendPlan, FrontendPlan, Runtime, ServerPlan, SplitOverride};
 use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
 
@@ -52,8 +54,13 @@ pub struct FrontendStats {
 pub struct RouteStats {
     /// Position in the frontend's routes, as used by the split API.
     pub index: usize,
-    /// What it matches, like `host shop.example.com, path /api`.
+    /// Its conditions in config words, like `host=shop.example.com path_prefix=/api`.
     pub matches: String,
+    /// Its target and what is done on the way, like
+    /// `users rewrite strip_prefix=/api`.
+    pub action: String,
+    /// `matches -> action`: the route in one line.
+    pub description: String,
     /// The backend of a plain route.
     pub backend: Option<String>,
     /// The weights of a split route.
@@ -157,7 +164,16 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
     let frontends = snapshot
         .frontends
         .iter()
-        .map(|f| frontend(f, &backends, &overrides, sampler, instant))
+        .map(|f| {
+            frontend(
+                f,
+                &backends,
+                &topology.backends,
+                &overrides,
+                sampler,
+                instant,
+            )
+        })
         .collect();
     Stats {
         generation: snapshot.generation,
@@ -183,6 +199,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
 fn frontend(
     f: &FrontendPlan,
     backends: &[BackendStats],
+    models: &[Backend],
     overrides: &[SplitOverride],
     sampler: &Sampler,
     now: Instant,
@@ -195,6 +212,7 @@ fn frontend(
         .map(|(index, r)| {
             let (backend, split) = match &r.route.target {
                 Target::Backend(id) => (Some(name_of(id.0)), None),
+                Target::Redirect(_) | Target::Respond(_) | Target::Deny => (None, None),
                 Target::Split(parts) => {
                     let parts = parts
                         .iter()
@@ -220,7 +238,13 @@ fn frontend(
                 });
             RouteStats {
                 index,
-                matches: describe_route(&r.route),
+                matches: RouteConditions(&r.route).to_string(),
+                action: RouteAction {
+                    route: &r.route,
+                    backends: models,
+                }
+                .to_string(),
+                description: r.route.describe(models).to_string(),
                 backend,
                 split,
                 config_split,
@@ -234,23 +258,6 @@ fn frontend(
         rates: sampler.rates(&Key::Frontend(f.name.clone()), &counters, now),
         counters,
         routes,
-    }
-}
-
-fn describe_route(route: &crate::model::Route) -> String {
-    let mut parts = Vec::new();
-    match &route.host {
-        Some(HostMatch::Exact(h)) => parts.push(format!("host {h}")),
-        Some(HostMatch::Suffix(s)) => parts.push(format!("host *{s}")),
-        None => {}
-    }
-    if let Some(p) = &route.path_prefix {
-        parts.push(format!("path {p}"));
-    }
-    if parts.is_empty() {
-        "everything".to_owned()
-    } else {
-        parts.join(", ")
     }
 }
 

@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::error::{Collector, entry};
 use super::raw::{RawBackend, RawCheck, RawCookie, RawServer};
+use super::rules;
 use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{
     parse_check_path, parse_cookie_name, parse_expect, parse_host_header, parse_method, parse_name,
@@ -16,7 +17,7 @@ use super::values::{
 };
 use crate::model::{
     AdminState, Backend, BackendName, BackendTimeouts, BalanceAlgorithm, CheckKind, CheckSpec,
-    CookieSpec, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
+    CookieSpec, Direction, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
 };
 
 /// The most `rise`, `fall` and `passive_fall` may be: far beyond any useful
@@ -103,6 +104,20 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
             passive_fall: (passive_fall > 0).then_some(passive_fall),
             drain_to_maint: b.drain_to_maint.unwrap_or(false),
             max_body: max_body(c, &path, b.max_body.as_ref()),
+            request_headers: rules::header_rules(
+                c,
+                &path,
+                "request_headers",
+                b.request_headers.as_ref(),
+                Direction::Request,
+            ),
+            response_headers: rules::header_rules(
+                c,
+                &path,
+                "response_headers",
+                b.response_headers.as_ref(),
+                Direction::Response,
+            ),
         });
     }
     backends

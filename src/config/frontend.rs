@@ -1,11 +1,13 @@
 //! Frontends and their routes: names, listen addresses (unique, and not the
 //! admin's), timeouts, route conditions and targets resolved to `BackendId`s.
-//! Invariant: a route has at least one condition and exactly one target, and
-//! every backend it names exists.
+//! Invariant: a route has at least one condition and exactly one target
+//! (backend, split, redirect, respond or deny), and every backend it names
+//! exists.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -14,8 +16,9 @@ use super::error::{Collector, entry};
 use super::raw::{Int, RawFrontend, RawLimits, RawRoute, Text};
 use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{in_range, parse_name, parse_path_prefix, parse_route_host, parse_socket_addr};
+use super::{answers, rules};
 use crate::model::{
-    BackendId, Frontend, FrontendLimits, FrontendName, FrontendTimeouts, Route, Target,
+    BackendId, Direction, Frontend, FrontendLimits, FrontendName, FrontendTimeouts, Route, Target,
 };
 
 /// Backend names a route may refer to.
@@ -28,6 +31,7 @@ pub(super) fn frontends(
     raw: &[Spanned<RawFrontend>],
     backends: &BackendIds<'_>,
     admin: Option<(SocketAddr, Option<Range<usize>>)>,
+    dir: &Path,
 ) -> Vec<Frontend> {
     let mut names = Uniques::new("frontend name");
     let mut listens = Uniques::new("listen address");
@@ -100,7 +104,7 @@ pub(super) fn frontends(
             .route
             .iter()
             .enumerate()
-            .map(|(r, route)| self::route(c, &format!("{path}.route[{r}]"), route, backends))
+            .map(|(r, route)| self::route(c, &format!("{path}.route[{r}]"), dir, route, backends))
             .collect();
         frontends.push(Frontend {
             name: FrontendName::new(&name),
@@ -159,6 +163,7 @@ fn limits(c: &mut Collector<'_>, path: &str, raw: Option<&RawLimits>) -> Fronten
 fn route(
     c: &mut Collector<'_>,
     path: &str,
+    dir: &Path,
     spanned: &Spanned<RawRoute>,
     backends: &BackendIds<'_>,
 ) -> Route {
@@ -169,41 +174,138 @@ fn route(
     let path_prefix = optional(c, path, "path_prefix", r.path_prefix.as_ref(), None, |s| {
         parse_path_prefix(s).map(Some)
     });
-    if r.host.is_none() && r.path_prefix.is_none() {
+    let exact = optional(c, path, "path", r.path.as_ref(), None, |s| {
+        rules::exact_path(s).map(Some)
+    });
+    let path_regex = optional(c, path, "path_regex", r.path_regex.as_ref(), None, |s| {
+        rules::regex(s).map(Some)
+    });
+    let conditions = [
+        r.host.is_some(),
+        r.path_prefix.is_some(),
+        r.path.is_some(),
+        r.path_regex.is_some(),
+        r.methods.is_some(),
+        r.headers.is_some(),
+        r.cookies.is_some(),
+        r.query.is_some(),
+    ];
+    if !conditions.contains(&true) {
         c.at(
             spanned.span(),
             path.to_owned(),
-            "matches every request: use default_backend, or add host or path_prefix",
+            "matches every request: use default_backend, or add a condition \
+             (host, path_prefix, path, path_regex, methods, headers, cookies or query)",
         );
     }
-    let placeholder = Target::Backend(BackendId(0));
-    let target = match (&r.backend, &r.split) {
-        (Some(_), None) => optional(c, path, "backend", r.backend.as_ref(), placeholder, |s| {
-            backend_id(s, backends).map(Target::Backend)
-        }),
-        (None, Some(split_table)) => self::split(c, path, split_table, backends),
-        (Some(_), Some(split_table)) => {
-            c.at(
-                split_table.span(),
-                format!("{path}.split"),
-                "expected either backend or split, not both",
-            );
-            placeholder
-        }
-        (None, None) => {
-            c.at(
-                spanned.span(),
-                path.to_owned(),
-                "expected a `backend` or a `split` key",
-            );
-            placeholder
-        }
-    };
+    let target = target(c, path, dir, spanned, backends);
+    let response_timeout = r
+        .timeouts
+        .as_ref()
+        .and_then(|t| t.response.as_ref())
+        .map(|t| {
+            timeout(
+                c,
+                &format!("{path}.timeouts"),
+                "response",
+                Some(t),
+                Duration::ZERO,
+            )
+        });
     Route {
         host,
         path_prefix,
+        path: exact,
+        path_regex,
+        methods: rules::methods(c, path, r.methods.as_ref()),
+        headers: rules::header_matches(c, path, r.headers.as_ref()),
+        cookies: rules::pairs(c, path, "cookies", r.cookies.as_ref()),
+        query: rules::pairs(c, path, "query", r.query.as_ref()),
         target,
+        rewrite: r
+            .rewrite
+            .as_ref()
+            .and_then(|rw| rules::rewrite(c, path, rw)),
+        request_headers: rules::header_rules(
+            c,
+            path,
+            "request_headers",
+            r.request_headers.as_ref(),
+            Direction::Request,
+        ),
+        response_headers: rules::header_rules(
+            c,
+            path,
+            "response_headers",
+            r.response_headers.as_ref(),
+            Direction::Response,
+        ),
+        response_timeout,
     }
+}
+
+/// Exactly one of `backend`, `split`, `redirect`, `respond` or `deny = true`.
+fn target(
+    c: &mut Collector<'_>,
+    path: &str,
+    dir: &Path,
+    spanned: &Spanned<RawRoute>,
+    backends: &BackendIds<'_>,
+) -> Target {
+    let r = spanned.get_ref();
+    let placeholder = Target::Backend(BackendId(0));
+    let given: Vec<(&str, std::ops::Range<usize>)> = [
+        ("backend", r.backend.as_ref().map(Spanned::span)),
+        ("split", r.split.as_ref().map(Spanned::span)),
+        ("redirect", r.redirect.as_ref().map(Spanned::span)),
+        ("respond", r.respond.as_ref().map(Spanned::span)),
+        ("deny", r.deny.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| span.map(|s| (key, s)))
+    .collect();
+    if given.len() > 1 {
+        let keys: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+        let (key, span) = given[1].clone();
+        c.at(
+            span,
+            format!("{path}.{key}"),
+            format!(
+                "expected one of backend, split, redirect, respond or deny, got {}",
+                keys.join(" and ")
+            ),
+        );
+        return placeholder;
+    }
+    if let Some(split_table) = &r.split {
+        return self::split(c, path, split_table, backends);
+    }
+    if let Some(redirect) = &r.redirect {
+        return answers::redirect(c, path, redirect);
+    }
+    if let Some(respond) = &r.respond {
+        return answers::respond(c, path, dir, respond);
+    }
+    if let Some(deny) = &r.deny {
+        if !*deny.get_ref() {
+            c.at(
+                deny.span(),
+                format!("{path}.deny"),
+                "expected deny = true, or no deny key",
+            );
+        }
+        return Target::Deny;
+    }
+    if r.backend.is_none() {
+        c.at(
+            spanned.span(),
+            path.to_owned(),
+            "expected a `backend`, `split`, `redirect`, `respond` or `deny` key",
+        );
+    }
+    optional(c, path, "backend", r.backend.as_ref(), placeholder, |s| {
+        backend_id(s, backends).map(Target::Backend)
+    })
 }
 
 fn split(

@@ -9,11 +9,13 @@
 //! Invariant: a returned `Topology` is fully valid; nothing else derives
 //! `Deserialize` for configuration.
 
+mod answers;
 mod backend;
 mod duration;
 mod error;
 mod frontend;
 mod raw;
+mod rules;
 mod validate;
 mod values;
 

@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Collector, ConfigErrors, line_column};
-use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, Text};
-use super::values::{in_range, parse_socket_addr};
-use super::{backend, duration::parse_duration, frontend};
+use http::HeaderName;
 use toml::Spanned;
 
-use crate::model::{Admin, BackendId, Global, LogFormat, StateFile, Topology};
+use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, RawRequestId, Text};
+use super::values::{in_range, parse_socket_addr};
+use super::{answers, backend, duration::parse_duration, frontend};
+use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, StateFile, Topology};
 
 pub(crate) fn validate(
     raw: RawConfig,
@@ -51,7 +52,10 @@ pub(crate) fn validate(
             "expected at least one [[frontend]] table",
         );
     }
-    let frontends = frontend::frontends(&mut c, &raw.frontend, &backend_ids, admin_listen);
+    // Files named in the config are relative to its directory.
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let frontends = frontend::frontends(&mut c, &raw.frontend, &backend_ids, admin_listen, dir);
+    let errors = answers::error_pages(&mut c, dir, raw.errors.as_ref());
 
     c.finish(file)?;
     Ok(Topology {
@@ -59,6 +63,7 @@ pub(crate) fn validate(
         admin,
         frontends,
         backends,
+        errors,
     })
 }
 
@@ -96,6 +101,45 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
             10_000,
             1..=MAX_CONNECTIONS,
         ) as usize,
+        request_id: request_id(c, raw.request_id.as_ref()),
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .flat_map(|list| list.get_ref())
+            .filter_map(|text| match text.get_ref().parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(message) => {
+                    c.at(text.span(), format!("{at}.trusted_proxies"), message);
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+/// On by default with `X-Request-Id`; `false` turns it off.
+fn request_id(c: &mut Collector<'_>, raw: Option<&Spanned<RawRequestId>>) -> Option<HeaderName> {
+    let default = HeaderName::from_static("x-request-id");
+    match raw.map(Spanned::get_ref) {
+        None | Some(RawRequestId::Enabled(true)) => Some(default),
+        Some(RawRequestId::Enabled(false)) => None,
+        Some(RawRequestId::Header(table)) => optional(
+            c,
+            "global.request_id",
+            "header",
+            table.header.as_ref(),
+            Some(default),
+            |s| match HeaderName::from_bytes(s.as_bytes()) {
+                Ok(name)
+                    if !name.as_str().starts_with("x-forwarded-") && name != http::header::HOST =>
+                {
+                    Ok(Some(name))
+                }
+                _ => Err(format!(
+                    r#"expected a header name like "X-Request-Id", got {s:?}"#
+                )),
+            },
+        ),
     }
 }
 

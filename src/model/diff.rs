@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Backend, CheckKind, CheckSpec, Frontend, HostMatch, Route, Server, Target, Topology};
+use super::{Backend, CheckKind, CheckSpec, Frontend, Route, Server, Target, Topology};
 
 /// Every difference, running first then next order.
 pub fn diff(running: &Topology, next: &Topology) -> Vec<String> {
@@ -49,19 +49,11 @@ pub fn diff(running: &Topology, next: &Topology) -> Vec<String> {
 /// How a route is named in the diff: by its conditions. One function, so a
 /// richer route `Display` can take its place.
 pub fn route_label(route: &Route) -> String {
-    let mut parts = Vec::new();
-    match &route.host {
-        Some(HostMatch::Exact(h)) => parts.push(format!("host {h}")),
-        Some(HostMatch::Suffix(s)) => parts.push(format!("host *{s}")),
-        None => {}
-    }
-    if let Some(p) = &route.path_prefix {
-        parts.push(format!("path_prefix {p}"));
-    }
-    if parts.is_empty() {
+    let label = super::describe::RouteConditions(route).to_string();
+    if label.is_empty() {
         "(every request)".to_owned()
     } else {
-        parts.join(" ")
+        label
     }
 }
 
@@ -147,6 +139,13 @@ fn target(topology: &Topology, t: Option<&Target>) -> String {
                 .collect();
             format!("split {}", parts.join(" "))
         }
+        Some(Target::Redirect(r)) => format!(
+            "redirect {} {}",
+            r.code.as_u16(),
+            r.location.to_str().unwrap_or("?")
+        ),
+        Some(Target::Respond(r)) => format!("respond {}", r.status.as_u16()),
+        Some(Target::Deny) => "deny".to_owned(),
     }
 }
 

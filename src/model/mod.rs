@@ -1,18 +1,33 @@
 //! The validated domain: typed values built from `config`, ready to serve.
 //! Owns `Topology` and everything in it (frontends, routes, backends, servers,
-//! timeouts, check and cookie specs) and the name newtypes.
+//! timeouts, check and cookie specs, header rules, error pages) and the name
+//! newtypes.
 //! Invariant: every value here is already valid (names unique, references
 //! resolved to indices, durations and weights in range); nothing here does IO
 //! or knows TOML.
 
+mod cidr;
+mod describe;
 pub mod diff;
 mod names;
+mod route;
+mod rules;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+pub use cidr::{Cidr, client_address};
+pub use describe::{RouteAction, RouteConditions, RouteDescription};
 pub use names::{BackendName, FrontendName, ServerName};
+pub use route::{
+    Expansion, HeaderMatch, HostMatch, PathRegex, Redirect, RequestView, Respond, Rewrite, Route,
+    Target, path_has_prefix,
+};
+pub use rules::{Direction, HeaderRules, Part, Template, Variable};
 
 /// The whole validated configuration: what one snapshot serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +36,8 @@ pub struct Topology {
     pub admin: Admin,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+    /// Pages served instead of the proxy's own 502/503/504 bodies.
+    pub errors: ErrorPages,
 }
 
 impl Topology {
@@ -56,6 +73,31 @@ pub struct Global {
     pub watch: bool,
     /// Most client connections open at once, over all frontends.
     pub max_connections: usize,
+    /// The request id header; `None` when request ids are off.
+    pub request_id: Option<HeaderName>,
+    /// Peers whose `X-Forwarded-For` and request id are believed.
+    pub trusted_proxies: Box<[Cidr]>,
+}
+
+/// Bodies the proxy serves instead of its own text for the failures it
+/// answers itself; loaded from files at load time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPages {
+    pub pages: Box<[ErrorPage]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// 502, 503 or 504.
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub content_type: HeaderValue,
+}
+
+impl ErrorPages {
+    pub fn get(&self, status: StatusCode) -> Option<&ErrorPage> {
+        self.pages.iter().find(|p| p.status == status)
+    }
 }
 
 /// Where the state file lives.
@@ -135,34 +177,6 @@ pub struct FrontendTimeouts {
     pub idle: Duration,
 }
 
-/// One routing rule: every condition present must match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub host: Option<HostMatch>,
-    /// Matches at segment boundaries: `/api/users` matches `/api/users`,
-    /// `/api/users/7` and `/api/users?x`, not `/api/usersx`.
-    pub path_prefix: Option<Box<str>>,
-    pub target: Target,
-}
-
-/// How a route matches the request's host (port removed, lowercase).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// `shop.example.com`
-    Exact(Box<str>),
-    /// `*.example.com`, stored as `.example.com`: any host ending so, with at
-    /// least one more label in front.
-    Suffix(Box<str>),
-}
-
-/// Where a matched request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Backend(BackendId),
-    /// Weighted split across backends; weights are relative, at least one > 0.
-    Split(Vec<(BackendId, u32)>),
-}
-
 /// A named pool of servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
@@ -182,6 +196,9 @@ pub struct Backend {
     pub drain_to_maint: bool,
     /// Largest request body, in bytes; larger gets 413.
     pub max_body: u64,
+    /// Applied before the route's own rules.
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,102 +338,4 @@ impl StatusRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieSpec {
     pub name: Box<str>,
-}
-
-impl HostMatch {
-    /// `host` is already lowercase and without port.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Exact(h) => **h == *host,
-            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(&**s),
-        }
-    }
-}
-
-impl Route {
-    /// Whether a request for `host` (lowercase, no port; `None` when the
-    /// request has none) and normalised `path` takes this route.
-    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        let host_ok = match (&self.host, host) {
-            (None, _) => true,
-            (Some(m), Some(h)) => m.matches(h),
-            (Some(_), None) => false,
-        };
-        host_ok
-            && self
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| path_has_prefix(path, p))
-    }
-}
-
-/// Prefix match at a segment boundary: `/api` matches `/api`, `/api/x`, not `/apix`.
-fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(host: Option<HostMatch>, prefix: Option<&str>) -> Route {
-        Route {
-            host,
-            path_prefix: prefix.map(Into::into),
-            target: Target::Backend(BackendId(0)),
-        }
-    }
-
-    #[test]
-    fn route_matching() {
-        let cases: &[(Route, Option<&str>, &str, bool)] = &[
-            (route(None, Some("/api/users")), None, "/api/users", true),
-            (route(None, Some("/api/users")), None, "/api/users/7", true),
-            (route(None, Some("/api/users")), None, "/api/usersx", false),
-            (route(None, Some("/api/")), None, "/api/x", true),
-            (route(None, Some("/")), None, "/anything", true),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                Some("a.com"),
-                "/",
-                true,
-            ),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                Some("b.com"),
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                None,
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), None),
-                Some("x.a.com"),
-                "/",
-                true,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), None),
-                Some("a.com"),
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), Some("/p")),
-                Some("x.a.com"),
-                "/q",
-                false,
-            ),
-        ];
-        for (r, host, path, expected) in cases {
-            assert_eq!(r.matches(*host, path), *expected, "{r:?} {host:?} {path}");
-        }
-    }
 }

@@ -2,11 +2,11 @@
 //! one task so the request path never waits on stdout.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{Method, Version};
+use http::{HeaderValue, Method, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -23,12 +23,18 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct LogRecord {
     pub time: SystemTime,
+    /// The TCP peer.
     pub client: SocketAddr,
+    /// The client's address behind trusted proxies, when not the peer's.
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Option<HeaderValue>,
     pub frontend: FrontendName,
     pub backend: Option<BackendName>,
     pub server: Option<ServerName>,
     pub method: Method,
     pub target: Option<http::uri::PathAndQuery>,
+    /// The target sent to the server, when a rewrite changed it.
+    pub rewritten: Option<http::uri::PathAndQuery>,
     pub version: Version,
     pub status: u16,
     pub bytes: u64,
@@ -156,11 +162,21 @@ pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
     let backend = r.backend.as_deref().unwrap_or("-");
     let server = r.server.as_deref().unwrap_or("-");
     let time = Rfc3339(r.time);
+    let request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok());
+    let rewritten = r.rewritten.as_ref().map(http::uri::PathAndQuery::as_str);
+    let client = match r.client_ip {
+        Some(ip) => ip.to_string(),
+        None => r.client.to_string(),
+    };
     let _ = match format {
         LogFormat::Text => writeln!(
             buf,
-            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}",
-            client = r.client,
+            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}{rewrite}{peer}{id}",
+            rewrite = rewritten.map_or(String::new(), |t| format!(" rewritten={t}")),
+            peer = r
+                .client_ip
+                .map_or(String::new(), |_| format!(" peer={}", r.client)),
+            id = request_id.map_or(String::new(), |id| format!(" request_id={id}")),
             frontend = r.frontend,
             method = r.method,
             version = r.version,
@@ -178,7 +194,10 @@ pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
             "{}",
             serde_json::json!({
                 "time": time.to_string(),
-                "client": r.client.to_string(),
+                "client": client,
+                "peer": r.client.to_string(),
+                "request_id": request_id,
+                "rewritten": rewritten,
                 "frontend": &*r.frontend,
                 "backend": backend,
                 "server": server,
@@ -238,6 +257,9 @@ mod tests {
         LogRecord {
             time: UNIX_EPOCH + Duration::from_millis(1_795_316_566_123),
             client: "127.0.0.1:5000".parse().expect("addr"),
+            client_ip: None,
+            request_id: None,
+            rewritten: None,
             frontend: FrontendName::new("web"),
             backend: Some(BackendName::new("monolith")),
             server: Some(ServerName::new("old-1")),
@@ -302,5 +324,30 @@ mod tests {
         assert_eq!(v["server"], "old-1");
         assert_eq!(v["status"], 200);
         assert_eq!(v["time"], "2026-11-22T03:02:46.123Z");
+    }
+
+    #[test]
+    fn text_line_with_rewrite_client_ip_and_request_id() {
+        let mut r = record();
+        r.client_ip = Some("203.0.113.9".parse().expect("ip"));
+        r.request_id = Some(HeaderValue::from_static("abc"));
+        r.rewritten = Some(http::uri::PathAndQuery::from_static("/users/7?y=1"));
+        let mut buf = String::new();
+        format_record(&mut buf, &r, LogFormat::Text);
+        assert!(
+            buf.starts_with("2026-11-22T03:02:46.123Z 203.0.113.9 web "),
+            "{buf}"
+        );
+        assert!(
+            buf.ends_with(" rewritten=/users/7?y=1 peer=127.0.0.1:5000 request_id=abc\n"),
+            "{buf}"
+        );
+        buf.clear();
+        format_record(&mut buf, &r, LogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&buf).expect("json");
+        assert_eq!(v["client"], "203.0.113.9");
+        assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["rewritten"], "/users/7?y=1");
+        assert_eq!(v["target"], "/x?y=1");
     }
 }

@@ -54,11 +54,13 @@ impl Tried {
 
 /// Sends the request to a server, retrying connect failures on other
 /// servers. A request whose bytes reached a server is never sent again.
+/// `response_timeout` is the backend's, or the route's when it sets one.
 pub async fn send_with_retries(
     backend: &BackendPlan,
     pinned: Option<usize>,
     mut request: Request<RequestBody>,
     is_upgrade: bool,
+    response_timeout: Duration,
 ) -> Result<Sent, (ProxyError, Option<usize>)> {
     let mut tried = Tried::new();
     let mut attempts_left = backend.retries.saturating_add(1);
@@ -123,7 +125,7 @@ pub async fn send_with_retries(
         let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
         let outcome =
-            tokio::time::timeout(backend.timeouts.response, sender.try_send_request(request)).await;
+            tokio::time::timeout(response_timeout, sender.try_send_request(request)).await;
         match outcome {
             Ok(Ok(response)) => {
                 return Ok(Sent {

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use crate::balance::{Balancer, Member, Schedule};
 use crate::model::{
     Backend, BackendName, BackendTimeouts, FrontendLimits, FrontendName, FrontendTimeouts,
-    ServerAddress, Target, Topology,
+    HeaderRules, Redirect, RequestView, Respond, ServerAddress, Target, Topology,
 };
 use crate::state::{Counters, Health, ServerState, StateRegistry};
 use crate::upstream::{PoolRegistry, ServerPool};
@@ -58,6 +58,17 @@ pub enum TargetPlan {
         backends: Box<[usize]>,
         schedule: Schedule,
     },
+    /// Answered by the proxy itself.
+    Redirect(Redirect),
+    Respond(Respond),
+    Deny,
+}
+
+/// The route a request took (`None`: the frontend's default) and its target.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    pub route: Option<&'a RoutePlan>,
+    pub target: &'a TargetPlan,
 }
 
 #[derive(Debug)]
@@ -75,6 +86,9 @@ pub struct BackendPlan {
     pub drain_to_maint: bool,
     /// Largest request body in bytes; larger gets 413.
     pub max_body: u64,
+    /// Applied before a route's own rules.
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
 }
 
 #[derive(Debug)]
@@ -169,22 +183,29 @@ impl Snapshot {
 }
 
 impl FrontendPlan {
-    /// The target of the first matching route, else the default.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&TargetPlan> {
-        self.routes
-            .iter()
-            .find(|r| r.route.matches(host, path))
-            .map(|r| &r.target)
-            .or(self.default_target.as_ref())
+    /// The first matching route, else the default target.
+    pub fn route(&self, request: &RequestView<'_>) -> Option<Chosen<'_>> {
+        match self.routes.iter().find(|r| r.route.matches(request)) {
+            Some(r) => Some(Chosen {
+                route: Some(r),
+                target: &r.target,
+            }),
+            None => self.default_target.as_ref().map(|target| Chosen {
+                route: None,
+                target,
+            }),
+        }
     }
 }
 
 impl TargetPlan {
     /// The backend to use: a split takes turns by weight, passing over
-    /// backends for which `has_server` is false.
+    /// backends for which `has_server` is false. `None` for the targets the
+    /// proxy answers itself.
     pub fn backend(&self, has_server: impl Fn(usize) -> bool) -> Option<usize> {
         match self {
             TargetPlan::Backend(b) => Some(*b),
+            TargetPlan::Redirect(_) | TargetPlan::Respond(_) | TargetPlan::Deny => None,
             TargetPlan::Split { backends, schedule } => schedule
                 .next(|i| has_server(backends[i]))
                 .or_else(|| schedule.next(|_| true))
@@ -217,6 +238,9 @@ fn build_target(target: &Target) -> TargetPlan {
                 schedule: Schedule::new(&weights),
             }
         }
+        Target::Redirect(redirect) => TargetPlan::Redirect(redirect.clone()),
+        Target::Respond(respond) => TargetPlan::Respond(respond.clone()),
+        Target::Deny => TargetPlan::Deny,
     }
 }
 
@@ -289,6 +313,8 @@ fn build_backend(
         passive_fall: backend.passive_fall,
         max_body: backend.max_body,
         drain_to_maint: backend.drain_to_maint,
+        request_headers: backend.request_headers.clone(),
+        response_headers: backend.response_headers.clone(),
     }
 }
 
