@@ -97,6 +97,10 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
                 .map(|cookie| self::cookie(c, &path, cookie)),
             passive_fall: (passive_fall > 0).then_some(passive_fall),
             drain_to_maint: b.drain_to_maint.unwrap_or(false),
+            tls: b
+                .tls
+                .as_ref()
+                .and_then(|tls| super::tls::backend_tls(c, &path, tls)),
         });
     }
     backends

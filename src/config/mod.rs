@@ -14,6 +14,7 @@ mod duration;
 mod error;
 mod frontend;
 mod raw;
+mod tls;
 mod validate;
 mod values;
 

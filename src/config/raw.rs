@@ -51,8 +51,42 @@ pub struct RawFrontend {
     pub default_backend: Option<Text>,
     pub forward_headers: Option<bool>,
     pub timeouts: Option<RawFrontendTimeouts>,
+    pub tls: Option<Spanned<RawFrontendTls>>,
+    pub hsts: Option<Text>,
+    pub redirect_https: Option<Spanned<bool>>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+}
+
+/// `tls = { certs = [ { cert = "site.pem", key = "site.key" } ] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrontendTls {
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawCert>>,
+}
+
+/// One certificate chain and its key; without `key` the cert file holds both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+}
+
+/// `tls = true` or `tls = { ca = "ca.pem", verify = false }` on a backend.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawBackendTls {
+    Enabled(bool),
+    Table(RawBackendTlsTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTlsTable {
+    pub ca: Option<Text>,
+    pub verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +117,7 @@ pub struct RawBackend {
     pub timeouts: Option<RawBackendTimeouts>,
     pub passive_fall: Option<Int>,
     pub drain_to_maint: Option<bool>,
+    pub tls: Option<Spanned<RawBackendTls>>,
     pub cookie: Option<Spanned<RawCookie>>,
     pub check: Option<Spanned<RawCheck>>,
     #[serde(default)]

@@ -6,12 +6,14 @@
 //! or knows TOML.
 
 mod names;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use names::{BackendName, FrontendName, ServerName};
+pub use tls::{BackendTls, Certificate, FrontendTls, PrivateKey};
 
 /// The whole validated configuration: what one snapshot serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +80,11 @@ pub struct Frontend {
     /// Add `X-Forwarded-For` (appended) and set `X-Forwarded-Proto`/`-Host`.
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    /// Terminates TLS with these certificates; `None` serves plain HTTP.
+    pub tls: Option<FrontendTls>,
+    /// A plain frontend that answers every request with a redirect to
+    /// `https://` (308).
+    pub redirect_https: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +140,8 @@ pub struct Backend {
     pub passive_fall: Option<u32>,
     /// Move a DRAIN server to MAINT by itself once its last request ends.
     pub drain_to_maint: bool,
+    /// Speak TLS to the servers; `None` speaks plain HTTP.
+    pub tls: Option<BackendTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -118,11 +118,11 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The client socket, failing a read with `TimedOut` once the connection's
-/// deadline passes.
+/// The client socket (plain TCP or TLS over it), failing a read with
+/// `TimedOut` once the connection's deadline passes.
 #[derive(Debug)]
-pub struct ClientStream {
-    inner: TcpStream,
+pub struct ClientStream<S = TcpStream> {
+    inner: S,
     activity: Arc<ConnActivity>,
     timeouts: FrontendTimeouts,
     timer: Pin<Box<Sleep>>,
@@ -130,8 +130,8 @@ pub struct ClientStream {
     scan: HeadScan,
 }
 
-impl ClientStream {
-    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>, timeouts: FrontendTimeouts) -> Self {
+impl<S> ClientStream<S> {
+    pub fn new(inner: S, activity: Arc<ConnActivity>, timeouts: FrontendTimeouts) -> Self {
         ClientStream {
             inner,
             activity,
@@ -143,7 +143,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -170,7 +170,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl ClientStream {
+impl<S> ClientStream<S> {
     /// Called when a read would block: fails once the deadline has passed,
     /// else makes sure the timer wakes this reader by then. While a request
     /// runs there is no deadline, but the timer still wakes the reader every
@@ -272,7 +272,7 @@ impl HeadScan {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -28,6 +28,13 @@ pub enum ProxyError {
         server: String,
         source: std::io::Error,
     },
+    /// The TLS handshake with the server failed (certificate not trusted,
+    /// wrong name, no common protocol) on the last attempt.
+    #[error("tls handshake with {server} failed: {source}")]
+    UpstreamTls {
+        server: String,
+        source: std::io::Error,
+    },
     /// Connecting took longer than `connect` on the last attempt.
     #[error("connect to {server} timed out")]
     ConnectTimeout { server: String },
@@ -58,6 +65,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout { .. } => {

@@ -1,4 +1,4 @@
-//! The data path: listeners and accept loops, hyper connection serving
+//! The data path: listeners and accept loops, TLS handshakes, hyper connection serving
 //! (HTTP/1.1 and h2), the request service, header rewriting, upstream
 //! connections, retries, tunnels and error responses.
 //! Invariant: a request loads one snapshot and uses it to the end; nothing
@@ -16,6 +16,7 @@ mod listener;
 mod normalize;
 mod service;
 mod sticky;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@
 mod dns;
 mod listen;
 mod snapshot;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

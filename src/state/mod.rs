@@ -7,6 +7,7 @@
 mod counters;
 mod health;
 mod registry;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass, TIME_BUCKETS};
 pub use health::{CheckOutcome, Health, HealthTracker};
 pub use registry::StateRegistry;
+pub use tls::{Alpn, HandshakeFailure, TlsCounters, TlsCountersSnapshot, TlsVersion};
 
 use crate::model::{AdminState, BackendName, ServerName};
 

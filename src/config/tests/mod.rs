@@ -68,6 +68,8 @@ fn minimal_config_gets_every_default() {
                 client_header: s(10),
                 idle: s(60),
             },
+            tls: None,
+            redirect_https: false,
         }],
         backends: vec![Backend {
             name: BackendName::new("app"),
@@ -93,6 +95,7 @@ fn minimal_config_gets_every_default() {
             cookie: None,
             passive_fall: Some(3),
             drain_to_maint: false,
+            tls: None,
         }],
     };
     assert_eq!(parse_ok(MINIMAL), expected);
