@@ -75,11 +75,38 @@ pub struct RawCert {
 }
 
 /// `tls = true` or `tls = { ca = "ca.pem", verify = false }` on a backend.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// Deserialized by hand: serde's untagged enums buffer the value and lose
+/// the spans of the table's values.
+#[derive(Debug)]
 pub enum RawBackendTls {
     Enabled(bool),
     Table(RawBackendTlsTable),
+}
+
+impl<'de> Deserialize<'de> for RawBackendTls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawBackendTls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or a table like { ca = "ca.pem", verify = true }"#)
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawBackendTls::Enabled(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawBackendTlsTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawBackendTls::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod pool;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +30,23 @@ pub async fn start_proxy(toml: &str) -> Running {
         topology,
         StartOptions {
             config_file: None,
+            admin_token: Some("test-token".to_owned()),
+            state_dir: dir,
+        },
+    )
+    .await
+    .expect("proxy starts")
+}
+
+/// Starts the proxy from a config file, which `runtime.reload()` re-reads.
+pub async fn start_proxy_from_file(path: &Path) -> Running {
+    let topology =
+        switchyard::config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    let dir = std::env::temp_dir().join(format!("switchyard-test-{}", std::process::id()));
+    app::start(
+        topology,
+        StartOptions {
+            config_file: Some(path.to_path_buf()),
             admin_token: Some("test-token".to_owned()),
             state_dir: dir,
         },
