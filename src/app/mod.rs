@@ -5,7 +5,8 @@
 //! finish within `grace`, then stops the background tasks.
 
 pub mod demo;
-mod persist;
+#[doc(hidden)]
+pub mod persist;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{AdminOptions, AdminServer};
 use crate::config;
+use crate::discovery::FileWatcher;
 use crate::health::{CheckTarget, HealthChecker};
-use crate::model::{FrontendName, Topology};
+use crate::model::{FrontendName, StateFile, Topology};
 use crate::proxy::{AccessLog, Listeners, Shared};
 use crate::runtime::{Runtime, Snapshot};
 
@@ -55,19 +57,24 @@ pub struct Running {
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
     let grace = topology.global.grace;
-    let state_file = topology.global.state_file.clone();
+    let state_file = match &topology.global.state_file {
+        StateFile::InStateDir => Some(options.state_dir.join("state.json")),
+        StateFile::At(path) => Some(path.clone()),
+        StateFile::Off => None,
+    };
     let access_log = topology.global.access_log;
     let max_connections = topology.global.max_connections;
-    let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
-    let (runtime, reloader) = Runtime::start(topology, options.config_file.clone(), loader).await;
+    let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
 
-    let mut reloader = reloader;
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
     if let Some(path) = state_file {
-        let restored = persist::restore(&path, &runtime).await?;
-        if restored > 0 {
-            tracing::info!(file = %path.display(), restored, "server states restored");
+        if let Some(saved) = persist::read(&path)? {
+            let (restored, splits) = persist::apply_servers(saved, &runtime);
+            reloader.restore(splits);
+            if restored > 0 {
+                tracing::info!(file = %path.display(), restored, "operator changes restored");
+            }
         }
         background.spawn(persist::keep_saved(
             path,
@@ -104,6 +111,10 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let frontends = runtime.bound();
     let stop_accepting = CancellationToken::new();
     let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
+
+    if let Some(watcher) = FileWatcher::new(Arc::clone(&runtime)) {
+        background.spawn(watcher.run(stop_background.clone()));
+    }
 
     let (targets_tx, targets_rx) = watch::channel(Arc::new(check_targets(&snapshot)));
     background.spawn(HealthChecker::new(targets_rx, stop_background.clone()).run());

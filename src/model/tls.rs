@@ -62,8 +62,9 @@ pub struct BackendTls {
 }
 
 impl super::Topology {
-    /// Every file the topology was read from besides the config file: the
-    /// certificate and key files. A change to one of them reloads the config.
+    /// Every file the config names besides itself, whose change must reload
+    /// it: the TLS certificate and key files. A plain list: the file watcher
+    /// watches their parent directories.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self
             .frontends
