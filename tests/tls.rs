@@ -357,3 +357,96 @@ async fn backend_tls_verifies_the_ca_and_the_name() {
         proxy.shutdown().await;
     }
 }
+
+/// GET on the admin server with the test token; returns status and body.
+async fn admin_get(proxy: &Running, path: &str) -> (u16, String) {
+    let request = Request::get(format!("http://{}{path}", proxy.admin.unwrap()))
+        .header("authorization", "Bearer test-token")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = common::send(&client(), request).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn stats_api_metrics_and_page_show_certificates_and_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let leaf = ca.leaf(&["shop.test", "*.shop.test"]);
+    let (c, k) = leaf.write(dir.path(), "shop");
+    let backend = Backend::start("app").await;
+    let proxy = start_proxy(&config(&[(&c, &k)], &backend).await).await;
+    let addr = tls_addr(&proxy);
+    drop(
+        connect(addr, ca.client_config(&[b"h2"]), Some("shop.test"))
+            .await
+            .unwrap(),
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&tls11_client_hello()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+
+    async fn tls_stats(proxy: &Running) -> serde_json::Value {
+        let (status, body) = admin_get(proxy, "/api/stats").await;
+        assert_eq!(status, 200);
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        stats["frontends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "tls")
+            .unwrap()["tls"]
+            .clone()
+    }
+    common::eventually("both handshakes counted", || async {
+        let tls = tls_stats(&proxy).await;
+        tls["handshakes"] == 1
+            && tls["failures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["label"] == "incompatible" && f["count"] == 1)
+    })
+    .await;
+    let tls = tls_stats(&proxy).await;
+    let cert = &tls["certificates"][0];
+    assert_eq!(
+        cert["names"],
+        serde_json::json!(["shop.test", "*.shop.test"])
+    );
+    assert_eq!(cert["fingerprint"], leaf.fingerprint());
+    assert!(cert["expires"].as_str().unwrap().len() == 10);
+    assert!(
+        tls["alpn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["label"] == "h2" && a["count"] == 1)
+    );
+
+    let (_, metrics) = admin_get(&proxy, "/metrics").await;
+    let lines: Vec<&str> = metrics.lines().collect();
+    let has = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
+    assert!(
+        has(r#"switchyard_frontend_tls_handshakes_total{frontend="tls",version="TLSv1.3"} 1"#),
+        "{metrics}"
+    );
+    assert!(has(
+        r#"switchyard_frontend_tls_alpn_total{frontend="tls",protocol="h2"} 1"#
+    ));
+    assert!(has(
+        r#"switchyard_frontend_tls_handshake_failures_total{frontend="tls",reason="incompatible"} 1"#
+    ));
+    assert!(
+        has(&format!(
+            r#"switchyard_tls_certificate_expiry_timestamp_seconds{{frontend="tls",fingerprint="{}"}}"#,
+            leaf.fingerprint()
+        )),
+        "{metrics}"
+    );
+
+    let (_, page) = admin_get(&proxy, "/").await;
+    assert!(page.contains(&leaf.fingerprint()));
+    assert!(page.contains("shop.test, *.shop.test"));
+}

@@ -66,6 +66,7 @@ fn stats() -> Stats {
             },
             rates: Rates::default(),
             routes: Vec::new(),
+            tls: None,
         }],
         backends: vec![BackendStats {
             name: "app".to_owned(),
