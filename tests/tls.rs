@@ -450,3 +450,139 @@ async fn stats_api_metrics_and_page_show_certificates_and_handshakes() {
     assert!(page.contains(&leaf.fingerprint()));
     assert!(page.contains("shop.test, *.shop.test"));
 }
+
+#[tokio::test]
+async fn check_reports_every_certificate_problem_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let good = ca.leaf(&["shop.test"]);
+    good.write(dir.path(), "good");
+    ca.leaf(&["other.test"]).write(dir.path(), "other");
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
+    let mut expired = rcgen::CertificateParams::new(vec!["old.test".to_owned()]).unwrap();
+    expired.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    expired.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    ca.sign(expired).write(dir.path(), "expired");
+    ca.sign(rcgen::CertificateParams::new(Vec::<String>::new()).unwrap())
+        .write(dir.path(), "nosan");
+    let text = r#"[[frontend]]
+name = "tls"
+listen = "127.0.0.1:8443"
+default_backend = "app"
+tls = { certs = [
+  { cert = "missing.pem", key = "good.key" },
+  { cert = "garbage.pem", key = "good.key" },
+  { cert = "good.pem", key = "other.key" },
+  { cert = "expired.pem", key = "expired.key" },
+  { cert = "nosan.pem", key = "nosan.key" },
+] }
+
+[[backend]]
+name = "app"
+  [[backend.server]]
+  name = "a"
+  address = "127.0.0.1:9000"
+"#;
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(&file, text).unwrap();
+    let errors = switchyard::config::load(&file).unwrap_err();
+    let found: Vec<(usize, usize, &str)> = errors
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column, e.field.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (6, 12, "frontend[tls].tls.certs[0].cert"),
+            (7, 12, "frontend[tls].tls.certs[1].cert"),
+            (8, 30, "frontend[tls].tls.certs[2].key"),
+            (9, 12, "frontend[tls].tls.certs[3].cert"),
+            (10, 12, "frontend[tls].tls.certs[4].cert"),
+        ],
+        "{errors}"
+    );
+    let messages: Vec<&str> = errors.errors.iter().map(|e| e.message.as_str()).collect();
+    assert!(messages[0].contains("missing.pem") && messages[0].contains("cannot read"));
+    assert!(messages[1].contains("garbage.pem") && messages[1].contains("no CERTIFICATE"));
+    assert!(messages[2].contains("other.key") && messages[2].contains("does not match"));
+    assert!(messages[3].contains("expired.pem") && messages[3].contains("expired"));
+    assert!(messages[4].contains("nosan.pem") && messages[4].contains("subjectAltName"));
+}
+
+/// Runs `tool` with `args` (stdin closed) when it is installed; `None`
+/// (with a printed reason) when it is not.
+async fn run_tool(tool: &str, args: &[&str]) -> Option<String> {
+    let output = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(output) => Some(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("skipped: {tool} is not installed (scripts/install-test-deps.sh installs it)");
+            None
+        }
+        Err(e) => panic!("{tool}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn curl_http2_and_openssl_alpn_h2_against_a_tls_frontend() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let (c, k) = ca.leaf(&["shop.test"]).write(dir.path(), "shop");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+    let backend = Backend::start("app").await;
+    let proxy = start_proxy(&config(&[(&c, &k)], &backend).await).await;
+    let port = tls_addr(&proxy).port();
+
+    let resolve = format!("shop.test:{port}:127.0.0.1");
+    let url = format!("https://shop.test:{port}/hello");
+    let args = [
+        "--http2",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        ca_file,
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ];
+    if let Some(out) = run_tool("curl", &args).await {
+        assert_eq!(out.trim(), "2 200", "curl said: {out}");
+    }
+
+    let connect = format!("127.0.0.1:{port}");
+    let args = [
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        "shop.test",
+        "-alpn",
+        "h2",
+        "-CAfile",
+        ca_file,
+        "-verify_return_error",
+    ];
+    if let Some(out) = run_tool("openssl", &args).await {
+        assert!(out.contains("ALPN protocol: h2"), "openssl said: {out}");
+        assert!(
+            out.contains("Verify return code: 0 (ok)"),
+            "openssl said: {out}"
+        );
+    }
+}
