@@ -586,3 +586,31 @@ async fn curl_http2_and_openssl_alpn_h2_against_a_tls_frontend() {
         );
     }
 }
+
+#[tokio::test]
+async fn health_checks_use_the_backends_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let other = TestCa::new("other ca");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let trusted = https_backend("secure", &ca.leaf(&["backend.test"])).await;
+    let impostor = https_backend("impostor", &other.leaf(&["backend.test"])).await;
+    let tls = format!("{{ ca = {ca_file:?} }}");
+    let host = "host = \"backend.test\"\ncheck = { kind = \"http\", interval = \"50ms\" }";
+    let passing = start_proxy(&backend_tls_config(trusted, &tls, host)).await;
+    let failing = start_proxy(&backend_tls_config(impostor, &tls, host)).await;
+    let server = |proxy: &Running| proxy.runtime.registry().get("app", "a").unwrap();
+    common::eventually("the check over TLS passes", || async {
+        server(&passing).check_status().last
+            == Some(switchyard::state::CheckOutcome::Passed { status: Some(200) })
+    })
+    .await;
+    common::eventually("the check against another CA fails", || async {
+        matches!(
+            server(&failing).check_status().last,
+            Some(switchyard::state::CheckOutcome::Error { message }) if message.starts_with("tls")
+        )
+    })
+    .await;
+}
