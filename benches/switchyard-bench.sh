@@ -2,7 +2,9 @@
 # Starts Switchyard as a candidate of ../shared/bench/proxy-bench.sh: turns the
 # harness's BENCH_* variables into a config (round robin over the two origins,
 # pooled keep-alive upstream connections, X-Forwarded-For, no access log) and
-# runs the release binary with one worker thread, as the peers run.
+# runs the release binary with one worker thread, as the peers run. With
+# BENCH_TLS_LISTEN, BENCH_CERT and BENCH_KEY set (the harness's h2tls
+# scenarios) a second frontend terminates TLS there with that certificate.
 #
 #   cargo build --release
 #   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
@@ -11,6 +13,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
 conf="$BENCH_WORKDIR/switchyard.toml"
+tls_frontend=""
+if [ -n "${BENCH_TLS_LISTEN:-}" ]; then
+    tls_frontend="[[frontend]]
+name = \"bench-tls\"
+listen = \"$BENCH_TLS_LISTEN\"
+default_backend = \"origins\"
+tls = { certs = [ { cert = \"$BENCH_CERT\", key = \"$BENCH_KEY\" } ] }
+"
+fi
 cat >"$conf" <<TOML
 [global]
 access_log = "off"
@@ -23,7 +34,7 @@ listen = "127.0.0.1:0"
 name = "bench"
 listen = "$BENCH_LISTEN"
 default_backend = "origins"
-
+$tls_frontend
 [[backend]]
 name = "origins"
 balance = "roundrobin"

@@ -41,6 +41,8 @@ pub fn server_config(tls: &FrontendTls) -> Option<Arc<rustls::ServerConfig>> {
         }
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's suite order (strongest first) wins over the client's.
+    config.ignore_client_order = true;
     // rustls' default; stated because 0-RTT data can be replayed.
     config.max_early_data_size = 0;
     Some(Arc::new(config))
