@@ -50,6 +50,7 @@ fn stats() -> Stats {
     Stats {
         generation: 1,
         uptime_seconds: 1,
+        access_log_dropped: 0,
         now: 0,
         reload: ReloadView {
             reloads: 0,

@@ -77,6 +77,7 @@ const SPECS: &[Spec] = &[
     spec("switchyard_reloads_total", None, C, P, Some("result"), "Reloads of the config file by result: ok or failed."),
     spec("switchyard_last_reload_success_timestamp_seconds", None, G, P, None, "Unix time when the config file last applied (start or reload)."),
     spec("switchyard_config_generation", None, G, P, None, "Generation of the serving snapshot."),
+    spec("switchyard_access_log_dropped_total", None, C, P, None, "Access-log lines dropped because stdout was too slow."),
     spec("switchyard_frontend_requests_total", Some("haproxy_frontend_http_requests_total"), C, F, None, "Requests received by the frontend."),
     spec("switchyard_frontend_responses_total", Some("haproxy_frontend_http_responses_total"), C, F, Some("code"), "Responses by status class."),
     spec("switchyard_frontend_bytes_in_total", Some("haproxy_frontend_bytes_in_total"), C, F, None, "Request bytes received from clients."),
@@ -370,6 +371,7 @@ fn values(s: &Spec, stats: &Stats) -> Series {
                 "switchyard_uptime_seconds" => stats.uptime_seconds as f64,
                 "switchyard_config_reloads_total" => stats.reload.reloads as f64,
                 "switchyard_config_reload_failures_total" => stats.reload.failures as f64,
+                "switchyard_access_log_dropped_total" => stats.access_log_dropped as f64,
                 _ => stats.generation as f64,
             };
             out.push((vec![], v));

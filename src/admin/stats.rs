@@ -17,6 +17,8 @@ use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
 pub struct Stats {
     pub generation: u64,
     pub uptime_seconds: u64,
+    /// Access-log lines dropped because stdout was too slow.
+    pub access_log_dropped: u64,
     /// Unix ms when these stats were read.
     pub now: u64,
     pub reload: ReloadView,
@@ -203,6 +205,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
     Stats {
         generation: snapshot.generation,
         uptime_seconds: runtime.uptime().as_secs(),
+        access_log_dropped: runtime.registry().process().access_log_dropped(),
         now,
         reload: ReloadView {
             reloads: reload.ok + reload.failed,

@@ -7,6 +7,8 @@
 pub mod demo;
 #[doc(hidden)]
 pub mod persist;
+pub mod preview;
+mod state_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +58,7 @@ pub struct Running {
 
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
+    state_dir::warn_if_committable(&options.state_dir);
     let grace = topology.global.grace;
     let state_file = match &topology.global.state_file {
         StateFile::InStateDir => Some(options.state_dir.join("state.json")),
@@ -85,7 +88,8 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
 
     let (log, log_writer) = match access_log {
         Some(format) => {
-            let (log, writer) = AccessLog::new(format);
+            let counters = Arc::clone(runtime.registry().process());
+            let (log, writer) = AccessLog::new(format, counters, tokio::io::stdout());
             (Some(log), Some(tokio::spawn(writer)))
         }
         None => (None, None),
@@ -112,7 +116,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let stop_accepting = CancellationToken::new();
     let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
 
-    if let Some(watcher) = FileWatcher::new(Arc::clone(&runtime)) {
+    if let Some(watcher) = FileWatcher::start(Arc::clone(&runtime)) {
         background.spawn(watcher.run(stop_background.clone()));
     }
 

@@ -11,10 +11,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{Collector, entry};
-use super::raw::{Int, RawFrontend, RawRoute, Text};
-use super::validate::{Uniques, optional, required, timeout};
+use super::raw::{Int, RawFrontend, RawLimits, RawRoute, Text};
+use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{in_range, parse_name, parse_path_prefix, parse_route_host, parse_socket_addr};
-use crate::model::{BackendId, Frontend, FrontendName, FrontendTimeouts, Route, Target};
+use crate::model::{
+    BackendId, Frontend, FrontendLimits, FrontendName, FrontendTimeouts, Route, Target,
+};
 
 /// Backend names a route may refer to.
 pub(super) type BackendIds<'a> = HashMap<&'a str, BackendId>;
@@ -93,6 +95,7 @@ pub(super) fn frontends(
                 Duration::from_secs(60),
             ),
         };
+        let limits = self::limits(c, &format!("{path}.limits"), f.limits.as_ref());
         let routes = f
             .route
             .iter()
@@ -122,9 +125,51 @@ pub(super) fn frontends(
             timeouts,
             tls,
             redirect_https,
+            limits,
         });
     }
     frontends
+}
+
+/// `[frontend.limits]`. Bounds: a target hyper can parse at all (65534
+/// bytes), and heads up to 1 MiB with up to 1000 fields.
+fn limits(c: &mut Collector<'_>, path: &str, raw: Option<&RawLimits>) -> FrontendLimits {
+    let d = FrontendLimits::DEFAULT;
+    let Some(l) = raw else { return d };
+    FrontendLimits {
+        max_uri: integer(
+            c,
+            path,
+            "max_uri",
+            l.max_uri.as_ref(),
+            d.max_uri,
+            16..=65_534,
+        ),
+        max_head: integer(
+            c,
+            path,
+            "max_head",
+            l.max_head.as_ref(),
+            d.max_head,
+            1024..=1 << 20,
+        ),
+        max_headers: integer(
+            c,
+            path,
+            "max_headers",
+            l.max_headers.as_ref(),
+            d.max_headers,
+            1..=1000,
+        ),
+        max_header_line: integer(
+            c,
+            path,
+            "max_header_line",
+            l.max_header_line.as_ref(),
+            d.max_header_line,
+            64..=1 << 20,
+        ),
+    }
 }
 
 fn route(

@@ -63,6 +63,7 @@ pub struct RawFrontend {
     pub tls: Option<Spanned<RawFrontendTls>>,
     pub hsts: Option<Text>,
     pub redirect_https: Option<Spanned<bool>>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
 }
@@ -125,6 +126,16 @@ pub struct RawBackendTlsTable {
     pub verify: Option<bool>,
 }
 
+/// `[frontend.limits]`: sizes and counts of a request head.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_uri: Option<Int>,
+    pub max_head: Option<Int>,
+    pub max_headers: Option<Int>,
+    pub max_header_line: Option<Int>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFrontendTimeouts {
@@ -154,6 +165,8 @@ pub struct RawBackend {
     pub passive_fall: Option<Int>,
     pub drain_to_maint: Option<bool>,
     pub tls: Option<Spanned<RawBackendTls>>,
+    /// A size: `"100MiB"` or an integer of bytes.
+    pub max_body: Option<Spanned<toml::Value>>,
     pub cookie: Option<Spanned<RawCookie>>,
     pub check: Option<Spanned<RawCheck>>,
     #[serde(default)]

@@ -72,7 +72,7 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
             "grace",
             raw.grace.as_ref(),
             Duration::from_secs(10),
-            parse_duration,
+            |s| bounded_duration(s, Duration::ZERO),
         ),
         access_log: optional(
             c,
@@ -95,7 +95,7 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
             "max_connections",
             raw.max_connections.as_ref(),
             10_000,
-            1..=u32::MAX,
+            1..=MAX_CONNECTIONS,
         ) as usize,
     }
 }
@@ -202,7 +202,18 @@ pub(super) fn integer(
     }
 }
 
-/// An optional timeout, which must be above zero.
+/// The most `global.max_connections` may be.
+pub(super) const MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// The longest duration any key takes: 7 days. Longer ones are mistakes, and
+/// bounding them keeps every deadline computed from them (`now + timeout`)
+/// far from overflow.
+pub(super) const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A timeout's shortest value: below it a timer cannot keep its word.
+pub(super) const SHORTEST: Duration = Duration::from_millis(1);
+
+/// An optional timeout, from `SHORTEST` to `LONGEST`.
 pub(super) fn timeout(
     c: &mut Collector<'_>,
     path: &str,
@@ -210,12 +221,24 @@ pub(super) fn timeout(
     raw: Option<&Text>,
     default: Duration,
 ) -> Duration {
-    optional(c, path, key, raw, default, |s| match parse_duration(s)? {
-        Duration::ZERO => Err(format!(
-            r#"expected a duration above zero like "5s", got {s:?}"#
-        )),
-        d => Ok(d),
+    optional(c, path, key, raw, default, |s| {
+        bounded_duration(s, SHORTEST)
     })
+}
+
+/// A duration from `min` to `LONGEST`, the bounds named in the error.
+fn bounded_duration(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if (min..=LONGEST).contains(&d) {
+        return Ok(d);
+    }
+    let shortest = match min {
+        Duration::ZERO => "0s",
+        _ => "1ms",
+    };
+    Err(format!(
+        r#"expected a duration from {shortest} to 168h (7 days), got {s:?}"#
+    ))
 }
 
 /// Reports every value seen twice, pointing at the later one.

@@ -5,6 +5,7 @@
 //! resolved to indices, durations and weights in range); nothing here does IO
 //! or knows TOML.
 
+pub mod diff;
 mod names;
 mod tls;
 
@@ -99,6 +100,30 @@ pub struct Frontend {
     /// A plain frontend that answers every request with a redirect to
     /// `https://` (308).
     pub redirect_https: bool,
+    pub limits: FrontendLimits,
+}
+
+/// Most sizes and counts of a request head (HARDENING.md 2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontendLimits {
+    /// Longest request target, in bytes; longer gets 414.
+    pub max_uri: u32,
+    /// Largest head (request line and header lines), in bytes; larger gets 431.
+    pub max_head: u32,
+    /// Most header fields; more get 431.
+    pub max_headers: u32,
+    /// Longest header line (`name: value`), in bytes; longer gets 431.
+    pub max_header_line: u32,
+}
+
+impl FrontendLimits {
+    /// nginx's and hyper's measured defaults, as HARDENING.md 2.3 asks.
+    pub const DEFAULT: FrontendLimits = FrontendLimits {
+        max_uri: 8192,
+        max_head: 32 * 1024,
+        max_headers: 100,
+        max_header_line: 8192,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +181,8 @@ pub struct Backend {
     pub drain_to_maint: bool,
     /// Speak TLS to the servers; `None` speaks plain HTTP.
     pub tls: Option<BackendTls>,
+    /// Largest request body, in bytes; larger gets 413.
+    pub max_body: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

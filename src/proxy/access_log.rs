@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Method, Version};
@@ -12,9 +11,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::model::{BackendName, FrontendName, LogFormat, ServerName};
+use crate::state::ProcessCounters;
 
 /// Lines waiting for stdout at most; beyond it lines are dropped and counted.
 const QUEUE: usize = 8192;
+
+/// Dropped lines are reported in the process log at most this often.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What one request did, as logged.
 #[derive(Debug)]
@@ -40,37 +43,96 @@ pub struct LogRecord {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<LogRecord>,
-    dropped: Arc<AtomicU64>,
+    /// Counts lines dropped on a full queue (`switchyard_access_log_dropped_total`).
+    counters: Arc<ProcessCounters>,
 }
 
 impl AccessLog {
-    /// The handle and the writer task to run.
-    pub fn new(format: LogFormat) -> (AccessLog, impl Future<Output = ()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+    /// The handle and the writer task to run; `stdout` is where lines go.
+    pub fn new<W>(
+        format: LogFormat,
+        counters: Arc<ProcessCounters>,
+        stdout: W,
+    ) -> (AccessLog, impl Future<Output = ()>)
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        Self::with_queue(format, counters, stdout, QUEUE)
+    }
+
+    fn with_queue<W>(
+        format: LogFormat,
+        counters: Arc<ProcessCounters>,
+        stdout: W,
+        queue: usize,
+    ) -> (AccessLog, impl Future<Output = ()>)
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let (tx, rx) = mpsc::channel(queue);
         let log = AccessLog {
             tx,
-            dropped: Arc::clone(&dropped),
+            counters: Arc::clone(&counters),
         };
-        (log, write_lines(rx, format, dropped))
+        (log, write_lines(rx, format, counters, stdout))
     }
 
     /// Queues a record; never waits.
     pub fn record(&self, record: LogRecord) {
         if self.tx.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.count_access_log_dropped();
         }
     }
 }
 
-async fn write_lines(
+/// Reports dropped lines in the process log, at most once per
+/// `DROP_REPORT_EVERY`, with the count since the last report.
+struct DropReport {
+    counters: Arc<ProcessCounters>,
+    reported: u64,
+    last: Option<tokio::time::Instant>,
+}
+
+impl DropReport {
+    fn report(&mut self) {
+        let total = self.counters.access_log_dropped();
+        let now = tokio::time::Instant::now();
+        if total > self.reported && self.last.is_none_or(|t| now >= t + DROP_REPORT_EVERY) {
+            tracing::warn!(
+                dropped = total - self.reported,
+                total,
+                "access log lines dropped: stdout is too slow"
+            );
+            self.reported = total;
+            self.last = Some(now);
+        }
+    }
+}
+
+async fn write_lines<W>(
     mut rx: mpsc::Receiver<LogRecord>,
     format: LogFormat,
-    dropped: Arc<AtomicU64>,
-) {
-    let mut out = tokio::io::stdout();
+    counters: Arc<ProcessCounters>,
+    mut out: W,
+) where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut drops = DropReport {
+        counters,
+        reported: 0,
+        last: None,
+    };
+    let mut tick = tokio::time::interval(DROP_REPORT_EVERY);
     let mut buf = String::with_capacity(64 * 1024);
-    while let Some(record) = rx.recv().await {
+    loop {
+        let record = tokio::select! {
+            record = rx.recv() => record,
+            _ = tick.tick() => {
+                drops.report();
+                continue;
+            }
+        };
+        let Some(record) = record else { return };
         format_record(&mut buf, &record, format);
         while buf.len() < 60 * 1024 {
             match rx.try_recv() {
@@ -78,10 +140,7 @@ async fn write_lines(
                 Err(_) => break,
             }
         }
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let _ = writeln!(buf, "access log: {lost} lines dropped, stdout too slow");
-        }
+        drops.report();
         if out.write_all(buf.as_bytes()).await.is_err() {
             return;
         }
@@ -202,6 +261,37 @@ mod tests {
             buf,
             "2026-11-22T03:02:46.123Z 127.0.0.1:5000 web monolith/old-1 \"GET /x?y=1 HTTP/1.1\" 200 12 connect_ms=1.500 response_ms=2.000 total_ms=3.000\n"
         );
+    }
+
+    #[tokio::test]
+    async fn lines_beyond_the_queue_are_dropped_and_counted() {
+        let counters = Arc::new(ProcessCounters::default());
+        // The writer is not run, so the queue of 2 fills and stays full.
+        let (log, _writer) =
+            AccessLog::with_queue(LogFormat::Text, Arc::clone(&counters), tokio::io::sink(), 2);
+        for _ in 0..10 {
+            log.record(record());
+        }
+        assert_eq!(counters.access_log_dropped(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_lines_are_reported_at_most_once_a_second() {
+        let counters = Arc::new(ProcessCounters::default());
+        let mut report = DropReport {
+            counters: Arc::clone(&counters),
+            reported: 0,
+            last: None,
+        };
+        counters.count_access_log_dropped();
+        report.report();
+        assert_eq!(report.reported, 1, "the first drop is reported at once");
+        counters.count_access_log_dropped();
+        report.report();
+        assert_eq!(report.reported, 1, "not again within the second");
+        tokio::time::advance(DROP_REPORT_EVERY).await;
+        report.report();
+        assert_eq!(report.reported, 2, "a second later, with the new count");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::connect::{self, ConnectFailure};
 use super::error::ProxyError;
 use crate::runtime::BackendPlan;
 use crate::state::{Health, InFlight};
-use crate::upstream::{RequestBody, UpstreamSender};
+use crate::upstream::{BodyError, RequestBody, UpstreamSender};
 
 /// A response head from a server.
 pub struct Sent {
@@ -66,12 +66,14 @@ pub async fn send_with_retries(
     // pooled connection stays on that server with a fresh connection.
     let mut forced = pinned;
     let mut fresh_only = false;
+    // The last connect failure, answered when no server is left to try.
+    let mut failed: Option<(ProxyError, Option<usize>)> = None;
     loop {
         let choice = forced
             .take()
             .or_else(|| backend.balancer.pick(tried.as_slice()));
         let Some(s) = choice else {
-            return Err((ProxyError::NoServer, None));
+            return Err(failed.unwrap_or((ProxyError::NoServer, None)));
         };
         let server = &backend.servers[s];
         let Some(pool) = &server.pool else {
@@ -114,6 +116,7 @@ pub async fn send_with_retries(
                 }
                 server.state.counters.count_retry();
                 server.state.counters.count_redispatch();
+                failed = Some((error, Some(s)));
                 continue;
             }
         };
@@ -149,8 +152,21 @@ pub async fn send_with_retries(
                     continue;
                 }
                 _ => {
-                    server.state.counters.count_response_error();
                     let source = e.into_error();
+                    // The client's body broke or passed `max_body`: the
+                    // client's fault, not the server's (the upstream
+                    // request was aborted, R3).
+                    match BodyError::find(&source) {
+                        Some(BodyError::TooLarge(_)) => {
+                            return Err((ProxyError::BodyTooLarge, Some(s)));
+                        }
+                        Some(BodyError::Client(_)) => {
+                            let error = ProxyError::BadRequest("malformed request body");
+                            return Err((error, Some(s)));
+                        }
+                        None => {}
+                    }
+                    server.state.counters.count_response_error();
                     return Err((
                         if source.is_parse() {
                             ProxyError::BadResponse {

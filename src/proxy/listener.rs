@@ -1,7 +1,6 @@
 //! Listeners: bound per frontend address by the reload writer (through
 //! `runtime::ListenerControl`: bind all new addresses, swap, then start or
-//! stop accepting), and the accept loop that hands each connection to its
-//! task, which runs the TLS handshake (TLS frontends) and hyper.
+//! stop accepting), and the accept loop that hands each connection to hyper.
 //! Invariant: an address shared by two snapshots keeps its socket and its
 //! open connections; a removed address stops accepting and its connections
 //! finish.
@@ -24,7 +23,7 @@ use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
 use super::service::{self, ConnContext};
 use super::tls;
-use crate::model::{FrontendName, FrontendTimeouts};
+use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
 
 /// Back-off after an accept error such as EMFILE.
@@ -200,26 +199,31 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let (timeouts, tls) = {
+    let (timeouts, limits, tls) = {
         let snapshot = shared.runtime.snapshot();
         let frontend = snapshot.frontends.iter().find(|f| f.listen == listen);
         let tls = frontend.and_then(|f| {
             let config = f.tls.clone()?;
             Some((config, Arc::clone(&f.tls_counters)))
         });
-        (frontend.map_or(DEFAULT_TIMEOUTS, |f| f.timeouts), tls)
+        let (timeouts, limits) = frontend
+            .map_or((DEFAULT_TIMEOUTS, FrontendLimits::DEFAULT), |f| {
+                (f.timeouts, f.limits)
+            });
+        (timeouts, limits, tls)
     };
     // Created before the handshake: the head deadline runs from the accept.
-    let activity = ConnActivity::new();
+    let activity = ConnActivity::new(&timeouts);
     let conn = Conn {
         peer,
         listen,
         shared,
         activity,
+        limits,
     };
     match tls {
         None => {
-            let io = ClientStream::new(stream, Arc::clone(&conn.activity), timeouts);
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
             conn.serve(io, false).await;
         }
         Some((config, counters)) => {
@@ -228,7 +232,7 @@ async fn serve_connection(
             else {
                 return;
             };
-            let io = ClientStream::new(stream, Arc::clone(&conn.activity), timeouts);
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
             conn.serve(io, true).await;
         }
     }
@@ -240,6 +244,7 @@ struct Conn {
     listen: SocketAddr,
     shared: Arc<Shared>,
     activity: Arc<ConnActivity>,
+    limits: FrontendLimits,
 }
 
 impl Conn {
@@ -253,8 +258,9 @@ impl Conn {
             listen,
             shared,
             activity,
+            limits,
         } = self;
-        let builder = server_builder();
+        let builder = server_builder(&limits);
         let ctx = Arc::new(ConnContext {
             activity,
             peer_ip: HeaderValue::try_from(peer.ip().to_string())
@@ -285,14 +291,19 @@ const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     idle: Duration::from_secs(60),
 };
 
-/// hyper's settings; the head and idle deadlines are `ClientStream`'s.
-fn server_builder() -> auto::Builder<TokioExecutor> {
+/// hyper's settings; the head and idle deadlines are `ClientStream`'s. The
+/// head limits cap hyper's read buffer and field count (hyper answers 431
+/// past them); the service checks each limit again exactly.
+fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_headers(limits.max_headers as usize)
+        // hyper's smallest buffer is 8 KiB.
+        .max_buf_size((limits.max_head as usize).max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -21,7 +21,7 @@ use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
 use super::headers::{self, Forwarding};
 use super::normalize::normalize_path;
-use super::{sticky, tunnel};
+use super::{limits, sticky, tunnel};
 use crate::model::FrontendName;
 use crate::runtime::{BackendPlan, FrontendPlan, Snapshot};
 use crate::state::InFlight;
@@ -199,6 +199,7 @@ async fn forward(
         .enumerate()
         .find(|(_, f)| f.listen == ctx.listen)
         .ok_or(ProxyError::NoRoute)?;
+    ctx.activity.follow_timeouts(&frontend.timeouts);
     let scope = Scope {
         started,
         line,
@@ -218,6 +219,8 @@ async fn forward(
         route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
     place.backend = Some(b);
     let backend = &snapshot.backends[b];
+    limits::check_declared_body(request.headers(), backend.max_body)
+        .map_err(|e| place.fail(e, None))?;
     let prepared = prepare(ctx, frontend, backend, request, origin_form);
     let sent = attempt::send_with_retries(
         backend,
@@ -265,6 +268,7 @@ fn route(
     frontend: &FrontendPlan,
     request: &Request<Incoming>,
 ) -> Result<(usize, Uri), ProxyError> {
+    limits::check_head(request, &frontend.limits)?;
     headers::validate_request(
         request.method(),
         request.version(),
@@ -360,7 +364,7 @@ fn prepare(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     Prepared {
-        request: Request::from_parts(parts, RequestBody::new(body)),
+        request: Request::from_parts(parts, RequestBody::new(body, backend.max_body)),
         upgrade: upgrade.map(|(on, _)| on),
         pinned,
     }

@@ -9,8 +9,8 @@ use http::HeaderValue;
 
 use crate::balance::{Balancer, Member, Schedule};
 use crate::model::{
-    Backend, BackendName, BackendTimeouts, FrontendName, FrontendTimeouts, ServerAddress, Target,
-    Topology,
+    Backend, BackendName, BackendTimeouts, FrontendLimits, FrontendName, FrontendTimeouts,
+    ServerAddress, Target, Topology,
 };
 use crate::state::TlsCounters;
 use crate::state::{Counters, Health, ServerState, StateRegistry};
@@ -39,6 +39,7 @@ pub struct FrontendPlan {
     pub default_target: Option<TargetPlan>,
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    pub limits: FrontendLimits,
     /// Totals of the frontend (requests, responses by class, bytes).
     pub counters: Arc<Counters>,
     /// Terminates TLS with this config; `None` serves plain HTTP.
@@ -82,6 +83,8 @@ pub struct BackendPlan {
     pub cookie: Option<CookiePlan>,
     pub passive_fall: Option<u32>,
     pub drain_to_maint: bool,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_body: u64,
 }
 
 #[derive(Debug)]
@@ -147,6 +150,7 @@ impl Snapshot {
                 default_target: f.default_target.as_ref().map(build_target),
                 forward_headers: f.forward_headers,
                 timeouts: f.timeouts,
+                limits: f.limits,
                 counters: registry.frontend(&f.name),
                 tls: f.tls.as_ref().and_then(super::tls::server_config),
                 tls_counters: registry.frontend_tls(&f.name),
@@ -317,6 +321,7 @@ fn build_backend(
         retries: backend.retries,
         cookie,
         passive_fall: backend.passive_fall,
+        max_body: backend.max_body,
         drain_to_maint: backend.drain_to_maint,
     }
 }

@@ -6,6 +6,7 @@
 
 mod counters;
 mod health;
+mod process;
 mod registry;
 mod tls;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass, TIME_BUCKETS};
 pub use health::{CheckOutcome, Health, HealthTracker};
+pub use process::ProcessCounters;
 pub use registry::StateRegistry;
 pub use tls::{Alpn, HandshakeFailure, TlsCounters, TlsCountersSnapshot, TlsVersion};
 

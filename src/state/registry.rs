@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Counters, ServerState, TlsCounters};
+use super::{Counters, ProcessCounters, ServerState, TlsCounters};
 use crate::model::{Backend, BackendName, FrontendName, Server, ServerName, Topology};
 
 /// Live state by (backend, server) name.
@@ -17,6 +17,7 @@ pub struct StateRegistry {
     servers: Arc<Mutex<ServerMap>>,
     frontends: Arc<Mutex<HashMap<FrontendName, Arc<Counters>>>>,
     tls: Arc<Mutex<HashMap<FrontendName, Arc<TlsCounters>>>>,
+    process: Arc<ProcessCounters>,
 }
 
 impl StateRegistry {
@@ -38,6 +39,11 @@ impl StateRegistry {
             Arc::new(state)
         });
         Arc::clone(state)
+    }
+
+    /// The process-wide counters.
+    pub fn process(&self) -> &Arc<ProcessCounters> {
+        &self.process
     }
 
     /// Updates every server of `topology` with the config's admin state and

@@ -10,6 +10,6 @@ mod body;
 mod pool;
 mod tls;
 
-pub use body::RequestBody;
+pub use body::{BodyError, RequestBody};
 pub use pool::{PoolRegistry, ServerPool, UpstreamSender};
 pub use tls::{UpstreamStream, UpstreamTls};

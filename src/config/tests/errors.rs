@@ -29,7 +29,7 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
             file("", "colour = \"red\"\n"),
             "test.toml:8:1: backend[app].colour: unknown field `colour`, expected one of `name`, \
              `balance`, `host`, `retries`, `timeouts`, `passive_fall`, `drain_to_maint`, \
-             `cookie`, `check`, `server`",
+             `max_body`, `cookie`, `check`, `server`",
         ),
         (
             server("wieght = 2\n"),
@@ -129,8 +129,8 @@ fn semantic_errors() {
         ),
         (
             file("timeouts = { idle = \"0s\" }\n", ""),
-            "test.toml:5:21: frontend[web].timeouts.idle: expected a duration above zero like \
-             \"5s\", got \"0s\"",
+            "test.toml:5:21: frontend[web].timeouts.idle: expected a duration from 1ms to 168h \
+             (7 days), got \"0s\"",
         ),
         (
             file(
@@ -267,9 +267,9 @@ fn semantic_errors() {
             ),
             "test.toml:8:35: backend[app].check.expect: expected a status \"NNN\" or a range \
              \"NNN-NNN\" within 100-599, like \"200-399\", got \"399-200\"\n\
-             test.toml:8:57: backend[app].check.interval: expected a duration above zero like \
-             \"5s\", got \"0ms\"\n\
-             test.toml:8:71: backend[app].check.rise: expected an integer of at least 1, got 0",
+             test.toml:8:57: backend[app].check.interval: expected a duration from 1ms to 168h \
+             (7 days), got \"0ms\"\n\
+             test.toml:8:71: backend[app].check.rise: expected an integer from 1 to 1000, got 0",
         ),
         (
             file(
@@ -308,7 +308,7 @@ fn semantic_errors() {
              test.toml:9:11: backend[app].retries: expected an integer from 0 to 10, got 11\n\
              test.toml:10:8: backend[app].host: expected a host name or IP address like \
              \"users\" or \"10.0.0.5\", got \"a b\"\n\
-             test.toml:11:16: backend[app].passive_fall: expected an integer of at least 0, \
+             test.toml:11:16: backend[app].passive_fall: expected an integer from 0 to 1000, \
              got -1",
         ),
         (
@@ -319,7 +319,7 @@ fn semantic_errors() {
             ),
             "test.toml:2:14: global.access_log: expected \"text\", \"json\" or \"off\", \
              got \"xml\"\n\
-             test.toml:3:19: global.max_connections: expected an integer of at least 1, got 0\n\
+             test.toml:3:19: global.max_connections: expected an integer from 1 to 1000000, got 0\n\
              test.toml:4:14: global.state_file: expected a file path, got an empty string\n\
              test.toml:5:9: global.grace: expected a duration like \"5s\" or \"250ms\" (units \
              us, ms, s, m, h), got \"forever\"\n\

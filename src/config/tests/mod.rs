@@ -71,6 +71,7 @@ fn minimal_config_gets_every_default() {
             },
             tls: None,
             redirect_https: false,
+            limits: FrontendLimits::DEFAULT,
         }],
         backends: vec![Backend {
             name: BackendName::new("app"),
@@ -97,6 +98,7 @@ fn minimal_config_gets_every_default() {
             passive_fall: Some(3),
             drain_to_maint: false,
             tls: None,
+            max_body: 100 * 1024 * 1024,
         }],
     };
     assert_eq!(parse_ok(MINIMAL), expected);
