@@ -5,6 +5,7 @@
 # from the file watcher alone. Passes only with 0 non-2xx responses and 0
 # socket errors, and when the status endpoint counts the reloads.
 # Usage: scripts/reload-soak.sh [seconds]   (default 30)
+# SWITCHYARD_BIN=path uses that binary instead of building the release one.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,8 +18,12 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
 fi
 
-cargo build --release --quiet
-BIN="$PWD/target/release/switchyard"
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+    BIN="$SWITCHYARD_BIN"
+else
+    cargo build --release --quiet
+    BIN="$PWD/target/release/switchyard"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()
