@@ -2,7 +2,9 @@
 # Starts Switchyard as a candidate of ../shared/bench/proxy-bench.sh: turns the
 # harness's BENCH_* variables into a config (round robin over the two origins,
 # pooled keep-alive upstream connections, X-Forwarded-For, no access log) and
-# runs the release binary with one worker thread, as the peers run.
+# runs the release binary with one worker thread, as the peers run. With
+# BENCH_TLS_LISTEN, BENCH_CERT and BENCH_KEY set (the harness's h2tls
+# scenarios) a second frontend terminates TLS there with that certificate.
 # BENCH_RULES=1 adds a route with one header rule and one rewrite (below).
 #
 #   cargo build --release
@@ -23,6 +25,15 @@ if [ "${BENCH_RULES:-0}" = "1" ]; then
   request_headers = { set = { "X-Client" = "{client_ip}" } }
   backend = "origins"'
 fi
+tls_frontend=""
+if [ -n "${BENCH_TLS_LISTEN:-}" ]; then
+    tls_frontend="[[frontend]]
+name = \"bench-tls\"
+listen = \"$BENCH_TLS_LISTEN\"
+default_backend = \"origins\"
+tls = { certs = [ { cert = \"$BENCH_CERT\", key = \"$BENCH_KEY\" } ] }
+"
+fi
 cat >"$conf" <<TOML
 [global]
 access_log = "off"
@@ -37,6 +48,7 @@ listen = "$BENCH_LISTEN"
 default_backend = "origins"
 $rules_route
 
+$tls_frontend
 [[backend]]
 name = "origins"
 balance = "roundrobin"

@@ -67,6 +67,7 @@ fn stats() -> Stats {
             },
             rates: Rates::default(),
             routes: Vec::new(),
+            tls: None,
         }],
         backends: vec![BackendStats {
             name: "app".to_owned(),

@@ -200,6 +200,7 @@ impl StatsCollector {
                 labels,
                 HashMap::new(),
             )?);
+            descs.extend(super::metrics_tls::descs()?);
         }
         Ok(StatsCollector {
             naming,
@@ -254,6 +255,10 @@ impl Collector for StatsCollector {
                 Some(family)
             })
             .chain(self.time_histogram(&stats))
+            .chain(match self.naming {
+                Naming::Switchyard => super::metrics_tls::families(&stats),
+                Naming::Haproxy => Vec::new(),
+            })
             .collect()
     }
 }
@@ -318,7 +323,7 @@ fn metric(keys: &[&str], vals: &[String], kind: MetricType, value: f64) -> Metri
 }
 
 /// A metric with these labels and no value yet.
-fn labelled(keys: &[&str], vals: &[String]) -> Metric {
+pub(super) fn labelled(keys: &[&str], vals: &[String]) -> Metric {
     let mut m = Metric::default();
     let pairs = keys
         .iter()

@@ -48,6 +48,42 @@ pub struct FrontendStats {
     pub counters: CountersSnapshot,
     pub rates: Rates,
     pub routes: Vec<RouteStats>,
+    /// Set on a TLS frontend.
+    pub tls: Option<TlsView>,
+}
+
+/// A TLS frontend's certificates and handshake counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsView {
+    pub certificates: Vec<CertificateView>,
+    /// Completed handshakes.
+    pub handshakes: u64,
+    /// Failed handshakes by reason: timeout, incompatible, alert,
+    /// malformed, closed.
+    pub failures: Vec<Labelled>,
+    /// Completed handshakes by version: TLSv1.2, TLSv1.3.
+    pub versions: Vec<Labelled>,
+    /// Completed handshakes by ALPN protocol: h2, http/1.1, none.
+    pub alpn: Vec<Labelled>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Labelled {
+    pub label: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateView {
+    pub file: String,
+    /// DNS names from the SANs; the first certificate is the default.
+    pub names: Vec<String>,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// The same as a UTC date, `YYYY-MM-DD`.
+    pub expires: String,
+    /// SHA-256 of the certificate, `AB:CD:...`.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,14 +201,19 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
         .frontends
         .iter()
         .map(|f| {
-            frontend(
+            let model = topology.frontends.iter().find(|m| m.name == f.name);
+            let mut stats = frontend(
                 f,
                 &backends,
                 &topology.backends,
                 &overrides,
                 sampler,
                 instant,
-            )
+            );
+            stats.tls = model
+                .and_then(|m| m.tls.as_ref())
+                .map(|tls| tls_view(f, tls));
+            stats
         })
         .collect();
     Stats {
@@ -258,7 +299,65 @@ fn frontend(
         rates: sampler.rates(&Key::Frontend(f.name.clone()), &counters, now),
         counters,
         routes,
+        tls: None,
     }
+}
+
+fn tls_view(f: &FrontendPlan, tls: &crate::model::FrontendTls) -> TlsView {
+    let counters = f.tls_counters.snapshot();
+    TlsView {
+        certificates: tls
+            .certs
+            .iter()
+            .map(|c| CertificateView {
+                file: c.cert_file.display().to_string(),
+                names: c.names.iter().map(ToString::to_string).collect(),
+                not_after: c.not_after,
+                expires: utc_date(c.not_after),
+                fingerprint: c.fingerprint.to_string(),
+            })
+            .collect(),
+        handshakes: counters.handshakes,
+        failures: counters
+            .failures
+            .iter()
+            .map(|(r, n)| Labelled {
+                label: r.label(),
+                count: *n,
+            })
+            .collect(),
+        versions: counters
+            .versions
+            .iter()
+            .map(|(v, n)| Labelled {
+                label: v.label(),
+                count: *n,
+            })
+            .collect(),
+        alpn: counters
+            .alpn
+            .iter()
+            .map(|(a, n)| Labelled {
+                label: a.label(),
+                count: *n,
+            })
+            .collect(),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of Unix seconds (the civil-from-days algorithm).
+fn utc_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn backend(
@@ -412,4 +511,18 @@ fn sum<'a>(all: impl Iterator<Item = &'a CountersSnapshot>) -> CountersSnapshot 
     (t.avg_connect_us, t.avg_response_us, t.avg_total_us) =
         (avg(connect), avg(response), avg(total));
     t
+}
+
+#[cfg(test)]
+mod date_tests {
+    #[test]
+    fn utc_dates() {
+        for (secs, date) in [
+            (0, "1970-01-01"),
+            (951_782_400, "2000-02-29"),
+            (1_798_675_200, "2026-12-31"),
+        ] {
+            assert_eq!(super::utc_date(secs), date);
+        }
+    }
 }

@@ -222,6 +222,7 @@ fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                     }
                     crate::model::CheckKind::Tcp => None,
                 },
+                tls: server.tls.clone(),
             })
         })
         .collect()

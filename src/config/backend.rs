@@ -103,6 +103,10 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
                 .map(|cookie| self::cookie(c, &path, cookie)),
             passive_fall: (passive_fall > 0).then_some(passive_fall),
             drain_to_maint: b.drain_to_maint.unwrap_or(false),
+            tls: b
+                .tls
+                .as_ref()
+                .and_then(|tls| super::tls::backend_tls(c, &path, tls)),
             max_body: max_body(c, &path, b.max_body.as_ref()),
             request_headers: rules::header_rules(
                 c,

@@ -106,6 +106,20 @@ pub(super) fn frontends(
             .enumerate()
             .map(|(r, route)| self::route(c, &format!("{path}.route[{r}]"), dir, route, backends))
             .collect();
+        let tls = match (&f.tls, &f.hsts) {
+            (Some(tls), hsts) => super::tls::frontend_tls(c, &path, tls, hsts.as_ref()),
+            (None, Some(hsts)) => {
+                let message = "applies only to a TLS frontend; add tls = { certs = [...] }";
+                c.at(hsts.span(), format!("{path}.hsts"), message);
+                None
+            }
+            (None, None) => None,
+        };
+        let redirect_https = f.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
+        if let (Some(r), true, true) = (&f.redirect_https, redirect_https, tls.is_some()) {
+            let message = "applies only to a plain frontend; this one already serves TLS";
+            c.at(r.span(), format!("{path}.redirect_https"), message);
+        }
         frontends.push(Frontend {
             name: FrontendName::new(&name),
             listen,
@@ -113,6 +127,8 @@ pub(super) fn frontends(
             default_target,
             forward_headers: f.forward_headers.unwrap_or(true),
             timeouts,
+            tls,
+            redirect_https,
             limits,
         });
     }

@@ -16,6 +16,7 @@ mod error;
 mod frontend;
 mod raw;
 mod rules;
+mod tls;
 mod validate;
 mod values;
 

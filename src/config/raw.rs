@@ -104,9 +104,70 @@ pub struct RawFrontend {
     pub default_backend: Option<Text>,
     pub forward_headers: Option<bool>,
     pub timeouts: Option<RawFrontendTimeouts>,
+    pub tls: Option<Spanned<RawFrontendTls>>,
+    pub hsts: Option<Text>,
+    pub redirect_https: Option<Spanned<bool>>,
     pub limits: Option<RawLimits>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+}
+
+/// `tls = { certs = [ { cert = "site.pem", key = "site.key" } ] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrontendTls {
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawCert>>,
+}
+
+/// One certificate chain and its key; without `key` the cert file holds both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+}
+
+/// `tls = true` or `tls = { ca = "ca.pem", verify = false }` on a backend.
+/// Deserialized by hand: serde's untagged enums buffer the value and lose
+/// the spans of the table's values.
+#[derive(Debug)]
+pub enum RawBackendTls {
+    Enabled(bool),
+    Table(RawBackendTlsTable),
+}
+
+impl<'de> Deserialize<'de> for RawBackendTls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawBackendTls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or a table like { ca = "ca.pem", verify = true }"#)
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawBackendTls::Enabled(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawBackendTlsTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawBackendTls::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTlsTable {
+    pub ca: Option<Text>,
+    pub verify: Option<bool>,
 }
 
 /// `[frontend.limits]`: sizes and counts of a request head.
@@ -208,6 +269,7 @@ pub struct RawBackend {
     pub timeouts: Option<RawBackendTimeouts>,
     pub passive_fall: Option<Int>,
     pub drain_to_maint: Option<bool>,
+    pub tls: Option<Spanned<RawBackendTls>>,
     /// A size: `"100MiB"` or an integer of bytes.
     pub max_body: Option<Spanned<toml::Value>>,
     pub cookie: Option<Spanned<RawCookie>>,

@@ -25,7 +25,8 @@ pub(crate) fn validate(
     source: &str,
     file: &Path,
 ) -> Result<Topology, ConfigErrors> {
-    let mut c = Collector::new(source);
+    let mut c =
+        Collector::new(source).with_base_dir(file.parent().unwrap_or_else(|| Path::new("")));
     let global = global(&mut c, raw.global.unwrap_or_default());
     let admin_text = raw.admin.as_ref().and_then(|a| a.listen.clone());
     let admin = admin(&mut c, raw.admin.unwrap_or_default());

@@ -12,6 +12,7 @@ pub mod diff;
 mod names;
 mod route;
 mod rules;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub use route::{
     Target, path_has_prefix,
 };
 pub use rules::{Direction, HeaderRules, Part, Template, Variable};
+pub use tls::{BackendTls, Certificate, FrontendTls, PrivateKey};
 
 /// The whole validated configuration: what one snapshot serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,14 +50,6 @@ impl Topology {
             .enumerate()
             .find(|(_, b)| &*b.name == name)
             .map(|(i, b)| (BackendId(i), b))
-    }
-
-    /// Every file the config names besides itself, whose change must reload
-    /// it (today none is read at load; TLS certificates and error pages add
-    /// theirs here). A plain list: the file watcher watches their parent
-    /// directories.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
-        Vec::new()
     }
 }
 
@@ -143,6 +137,11 @@ pub struct Frontend {
     /// Add `X-Forwarded-For` (appended) and set `X-Forwarded-Proto`/`-Host`.
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    /// Terminates TLS with these certificates; `None` serves plain HTTP.
+    pub tls: Option<FrontendTls>,
+    /// A plain frontend that answers every request with a redirect to
+    /// `https://` (308).
+    pub redirect_https: bool,
     pub limits: FrontendLimits,
 }
 
@@ -194,6 +193,8 @@ pub struct Backend {
     pub passive_fall: Option<u32>,
     /// Move a DRAIN server to MAINT by itself once its last request ends.
     pub drain_to_maint: bool,
+    /// Speak TLS to the servers; `None` speaks plain HTTP.
+    pub tls: Option<BackendTls>,
     /// Largest request body, in bytes; larger gets 413.
     pub max_body: u64,
     /// Applied before the route's own rules.

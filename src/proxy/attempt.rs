@@ -96,9 +96,16 @@ pub async fn send_with_retries(
         let sender = match reused {
             Some(sender) => Ok(sender),
             None if is_upgrade => {
-                connect::connect_upgradable(pool.addr, backend.timeouts.connect).await
+                connect::connect_upgradable(
+                    pool.addr,
+                    server.tls.as_ref(),
+                    backend.timeouts.connect,
+                )
+                .await
             }
-            None => connect::connect(pool.addr, backend.timeouts.connect).await,
+            None => {
+                connect::connect(pool.addr, server.tls.as_ref(), backend.timeouts.connect).await
+            }
         };
         let mut sender = match sender {
             Ok(sender) => sender,
@@ -216,6 +223,7 @@ fn connect_error(backend: &BackendPlan, s: usize, failure: ConnectFailure) -> Pr
     match failure {
         ConnectFailure::Io(source) => ProxyError::Connect { server, source },
         ConnectFailure::Timeout => ProxyError::ConnectTimeout { server },
+        ConnectFailure::Tls(source) => ProxyError::UpstreamTls { server, source },
         ConnectFailure::Handshake(source) => ProxyError::Upstream { server, source },
     }
 }

@@ -146,16 +146,16 @@ impl Drop for RequestGuard {
 /// The client socket, failing a read with `TimedOut` once the connection's
 /// deadline passes.
 #[derive(Debug)]
-pub struct ClientStream {
-    inner: TcpStream,
+pub struct ClientStream<S = TcpStream> {
+    inner: S,
     activity: Arc<ConnActivity>,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     scan: HeadScan,
 }
 
-impl ClientStream {
-    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>) -> Self {
+impl<S> ClientStream<S> {
+    pub fn new(inner: S, activity: Arc<ConnActivity>) -> Self {
         let first = activity.deadline().unwrap_or_else(Instant::now);
         ClientStream {
             inner,
@@ -167,7 +167,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -197,7 +197,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl ClientStream {
+impl<S> ClientStream<S> {
     /// Called when a read would block: fails once the deadline has passed,
     /// else makes sure the timer wakes this reader by then. While a request
     /// runs there is no deadline, but the timer still wakes the reader every
@@ -231,7 +231,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -37,6 +37,13 @@ pub enum ProxyError {
         server: String,
         source: std::io::Error,
     },
+    /// The TLS handshake with the server failed (certificate not trusted,
+    /// wrong name, no common protocol) on the last attempt.
+    #[error("tls handshake with {server} failed: {source}")]
+    UpstreamTls {
+        server: String,
+        source: std::io::Error,
+    },
     /// Connecting took longer than `connect` on the last attempt.
     #[error("connect to {server} timed out")]
     ConnectTimeout { server: String },
@@ -72,7 +79,9 @@ impl ProxyError {
             ProxyError::NoServer
             | ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Upstream { .. } | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTls { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }

@@ -14,6 +14,7 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
 use super::service::{self, ConnContext};
+use super::tls;
 use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
 
@@ -186,7 +188,9 @@ async fn accept_loop(
 }
 
 /// Serves one client connection until it closes, or finishes its in-flight
-/// requests and closes when the proxy drains.
+/// requests and closes when the proxy drains. A TLS frontend's handshake
+/// runs here, under the frontend's `client_header` deadline, with the TLS
+/// config of the snapshot current at accept time.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -195,39 +199,90 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let (timeouts, limits) = shared
-        .runtime
-        .snapshot()
-        .frontends
-        .iter()
-        .find(|f| f.listen == listen)
-        .map_or((DEFAULT_TIMEOUTS, FrontendLimits::DEFAULT), |f| {
-            (f.timeouts, f.limits)
+    let (timeouts, limits, tls) = {
+        let snapshot = shared.runtime.snapshot();
+        let frontend = snapshot.frontends.iter().find(|f| f.listen == listen);
+        let tls = frontend.and_then(|f| {
+            let config = f.tls.clone()?;
+            Some((config, Arc::clone(&f.tls_counters)))
         });
-    let builder = server_builder(&limits);
-    let activity = ConnActivity::new(&timeouts);
-    let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity)));
-    let ctx = Arc::new(ConnContext {
-        activity,
-        peer_ip: HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-        shared: Arc::clone(&shared),
-        listen,
-        peer,
-        is_tls: false,
-    });
-    let service = service_fn(move |request| service::serve(Arc::clone(&ctx), request));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = shared.drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        let (timeouts, limits) = frontend
+            .map_or((DEFAULT_TIMEOUTS, FrontendLimits::DEFAULT), |f| {
+                (f.timeouts, f.limits)
+            });
+        (timeouts, limits, tls)
     };
-    if let Err(e) = result {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    // Created before the handshake: the head deadline runs from the accept.
+    let activity = ConnActivity::new(&timeouts);
+    let conn = Conn {
+        peer,
+        listen,
+        shared,
+        activity,
+        limits,
+    };
+    match tls {
+        None => {
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+            conn.serve(io, false).await;
+        }
+        Some((config, counters)) => {
+            let Some(stream) =
+                tls::handshake(stream, config, timeouts.client_header, &counters, peer).await
+            else {
+                return;
+            };
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+            conn.serve(io, true).await;
+        }
+    }
+}
+
+/// One accepted client connection, before hyper serves it.
+struct Conn {
+    peer: SocketAddr,
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    activity: Arc<ConnActivity>,
+    limits: FrontendLimits,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 or h2 (by preface, as with h2c) over `io`.
+    async fn serve<S>(self, io: S, is_tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            peer,
+            listen,
+            shared,
+            activity,
+            limits,
+        } = self;
+        let builder = server_builder(&limits);
+        let ctx = Arc::new(ConnContext {
+            activity,
+            peer_ip: HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            shared: Arc::clone(&shared),
+            listen,
+            peer,
+            is_tls,
+        });
+        let service = service_fn(move |request| service::serve(Arc::clone(&ctx), request));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = shared.drain.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+        }
     }
 }
 

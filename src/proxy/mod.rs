@@ -1,5 +1,5 @@
-//! The data path: listeners and accept loops, hyper connection serving
-//! (HTTP/1.1 and h2), the request service, header rewriting, route rules
+//! The data path: listeners and accept loops, TLS handshakes, hyper connection
+//! serving (HTTP/1.1 and h2), the request service, header rewriting, route rules
 //! (rewrites, header rules, direct answers), request ids, upstream
 //! connections, retries, tunnels and error responses.
 //! Invariant: a request loads one snapshot and uses it to the end; nothing
@@ -22,6 +22,7 @@ mod routing;
 pub mod rules;
 mod service;
 mod sticky;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;

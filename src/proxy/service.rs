@@ -190,6 +190,11 @@ async fn forward(
         frontend: f,
         backend: None,
     };
+    if let Some(port) = &frontend.redirect_https {
+        let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
+        frontend.counters.count_response(response.status().as_u16());
+        return Ok(response);
+    }
     let routed =
         routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
     let (b, chosen_route, origin_form, rewritten) = match routed {
@@ -281,6 +286,32 @@ async fn forward(
 struct Names<'a> {
     frontend: &'a FrontendPlan,
     backend: &'a BackendPlan,
+}
+
+/// `308` to the same host, path and query over `https://` (`port` is `""`
+/// or `":8443"`).
+fn redirect_https(
+    request: &Request<Incoming>,
+    port: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    headers::validate_request(
+        request.method(),
+        request.version(),
+        request.uri(),
+        request.headers(),
+    )?;
+    let host = headers::routing_host(request.uri(), request.headers())
+        .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::try_from(format!("https://{host}{port}{target}"))
+        .map_err(|_| ProxyError::BadRequest("host not usable in a redirect"))?;
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(response)
 }
 
 /// A request ready for the servers.
@@ -403,6 +434,10 @@ fn relay(
     let pool = server.pool.clone().ok_or(ProxyError::NoServer)?;
     let (mut head, body) = sent.response.into_parts();
     headers::rewrite_response(&mut head.headers);
+    if let Some(hsts) = &frontend.hsts {
+        head.headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     sticky::set_cookie(backend, s, pinned, ctx.is_tls, &mut head.headers);
     let facts = scope.facts;
     let log = ctx.shared.log.as_ref().zip(facts.line).map(|(log, line)| {

@@ -13,6 +13,7 @@ mod listen;
 mod snapshot;
 pub mod splits;
 mod status;
+mod tls;
 mod writer;
 
 use std::net::SocketAddr;

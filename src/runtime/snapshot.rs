@@ -12,8 +12,9 @@ use crate::model::{
     Backend, BackendName, BackendTimeouts, FrontendLimits, FrontendName, FrontendTimeouts,
     HeaderRules, Redirect, RequestView, Respond, ServerAddress, Target, Topology,
 };
+use crate::state::TlsCounters;
 use crate::state::{Counters, Health, ServerState, StateRegistry};
-use crate::upstream::{PoolRegistry, ServerPool};
+use crate::upstream::{PoolRegistry, ServerPool, UpstreamTls};
 
 /// How long an upstream connection may sit idle in a pool; below the common
 /// server keep-alive timeouts (5 s in Node.js, 60 s in nginx).
@@ -41,6 +42,15 @@ pub struct FrontendPlan {
     pub limits: FrontendLimits,
     /// Totals of the frontend (requests, responses by class, bytes).
     pub counters: Arc<Counters>,
+    /// Terminates TLS with this config; `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Handshake counters, kept across reloads by name.
+    pub tls_counters: Arc<TlsCounters>,
+    /// `Strict-Transport-Security` sent on every response of a TLS frontend.
+    pub hsts: Option<HeaderValue>,
+    /// A plain frontend with `redirect_https`: the port part of the
+    /// `https://` target (`""` for 443, else `":8443"`).
+    pub redirect_https: Option<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -99,6 +109,8 @@ pub struct ServerPlan {
     pub pool: Option<Arc<ServerPool>>,
     /// The opaque id in the sticky cookie.
     pub cookie_id: Box<str>,
+    /// TLS towards this server when its backend asks for it.
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug)]
@@ -125,6 +137,16 @@ impl Snapshot {
             .iter()
             .map(|b| build_backend(b, resolved, registry, pools))
             .collect();
+        // Redirects go to the first TLS frontend's port.
+        let https_port = topology
+            .frontends
+            .iter()
+            .find(|f| f.tls.is_some())
+            .map_or(443, |f| f.listen.port());
+        let https_port: Box<str> = match https_port {
+            443 => "".into(),
+            port => format!(":{port}").into(),
+        };
         let frontends = topology
             .frontends
             .iter()
@@ -144,6 +166,14 @@ impl Snapshot {
                 timeouts: f.timeouts,
                 limits: f.limits,
                 counters: registry.frontend(&f.name),
+                tls: f.tls.as_ref().and_then(super::tls::server_config),
+                tls_counters: registry.frontend_tls(&f.name),
+                hsts: f
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.hsts.as_deref())
+                    .and_then(|h| HeaderValue::from_str(h).ok()),
+                redirect_https: f.redirect_https.then(|| https_port.clone()),
             })
             .collect();
         Snapshot {
@@ -250,6 +280,7 @@ fn build_backend(
     registry: &StateRegistry,
     pools: &PoolRegistry,
 ) -> BackendPlan {
+    let client_tls = backend.tls.as_ref().and_then(super::tls::client_config);
     let mut members = Vec::with_capacity(backend.servers.len());
     let mut servers = Vec::with_capacity(backend.servers.len());
     for server in &backend.servers {
@@ -283,6 +314,9 @@ fn build_backend(
             state,
             address: server.address.clone(),
             pool,
+            tls: client_tls.as_ref().and_then(|config| {
+                super::tls::upstream_tls(config, backend.host.as_deref(), &server.address.host)
+            }),
         });
     }
     let cookie = backend.cookie.as_ref().map(|c| {

@@ -29,7 +29,7 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
             file("", "colour = \"red\"\n"),
             "test.toml:8:1: backend[app].colour: unknown field `colour`, expected one of `name`, \
              `balance`, `host`, `retries`, `timeouts`, `passive_fall`, `drain_to_maint`, \
-             `max_body`, `cookie`, `check`, `request_headers`, `response_headers`, `server`",
+             `tls`, `max_body`, `cookie`, `check`, `request_headers`, `response_headers`, `server`",
         ),
         (
             server("wieght = 2\n"),

@@ -71,6 +71,8 @@ fn minimal_config_gets_every_default() {
                 client_header: s(10),
                 idle: s(60),
             },
+            tls: None,
+            redirect_https: false,
             limits: FrontendLimits::DEFAULT,
         }],
         backends: vec![Backend {
@@ -97,6 +99,7 @@ fn minimal_config_gets_every_default() {
             cookie: None,
             passive_fall: Some(3),
             drain_to_maint: false,
+            tls: None,
             max_body: 100 * 1024 * 1024,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
