@@ -1,8 +1,10 @@
-//! The `switchyard` command: `run`, `check`, `demo` and `demo-backend`.
+//! The `switchyard` command: `run`, `check`, `demo`, `demo-backend` and
+//! `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::app::{self, StartOptions};
@@ -52,13 +54,25 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// GET a URL and exit 0 on a 2xx answer, else 1: a container health
+    /// check for images without curl.
+    Healthcheck {
+        /// The URL to probe (http only).
+        #[arg(long, default_value = "http://127.0.0.1:8001/healthz")]
+        url: http::Uri,
+        /// Most time for the connection and the answer ("3s", "500ms").
+        #[arg(long, default_value = "3s", value_parser = switchyard::config::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Command::Check { config } = &cli.command {
-        return check(config);
+    match &cli.command {
+        Command::Check { config } => return check(config),
+        Command::Healthcheck { url, timeout } => return healthcheck(url, *timeout),
+        Command::Run { .. } | Command::Demo { .. } | Command::DemoBackend { .. } => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,7 +91,7 @@ fn main() -> ExitCode {
             } => run(&config, state_dir).await,
             Command::Demo { config, state_dir } => demo(&config, state_dir).await,
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. } | Command::Healthcheck { .. } => Ok(()),
         }
     });
     match result {
@@ -114,6 +128,28 @@ fn check(path: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Probes `url` on a single-threaded runtime: this runs every few seconds
+/// in a container, so it stays small and prints nothing when healthy.
+fn healthcheck(url: &http::Uri, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::healthcheck::probe(url, timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: {url}: {e}");
             ExitCode::FAILURE
         }
     }
