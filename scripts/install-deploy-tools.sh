@@ -36,7 +36,7 @@ apt_install() {
 
 install_deb_tools() {
     apt_install systemd adduser dpkg-dev
-    if [ "$(cargo deb --version 2>/dev/null)" != "$CARGO_DEB_VERSION" ]; then
+    if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
         echo "installing cargo-deb $CARGO_DEB_VERSION"
         cargo install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb
     fi
