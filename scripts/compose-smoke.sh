@@ -11,8 +11,9 @@
 #     project name unique to this run, with a copy of config/ as the mounted
 #     config directory;
 #  3. asserts what the README promises: round robin, /api/users routed, MAINT
-#     and DRAIN from the admin API, a reload after an edit of the mounted
-#     config, `--scale users=3` and back to 1;
+#     and DRAIN from the admin API, a MAINT kept across a restart, a reload by
+#     the file watcher after an edit of the mounted config and one on SIGHUP,
+#     `--scale users=3` and back to 1;
 #  4. tears everything down, even on failure.
 #
 # Quiet on success (one closing line); on failure it says which step failed
@@ -307,20 +308,26 @@ set_state app legacy '{"state":"ready"}' >/dev/null
 eventually 15 alternates
 ok
 
-step="reload after an edit of the mounted config"
+step="reload by the file watcher after an edit of the mounted config"
 config="$work/project/config/docker-compose.toml"
-generation="$(admin GET /api/stats | jq .generation)"
+last_reload_is() {
+    admin GET /api/reload/status |
+        jq -e --arg cause "$1" --argjson after "$2" '.last.cause == $cause and .last.result == "ok" and .generation > $after'
+}
+generation="$(admin GET /api/reload/status | jq .generation)"
+# An edit on the host of the bind-mounted directory, saved by rename (sed -i).
 sed -i 's|path_prefix = "/api/users"|path_prefix = "/api/accounts"|' "$config"
 grep -q '"/api/accounts"' "$config" || fail "the edit did not apply"
-# WATCHER: until the file watcher lands, the edit needs a SIGHUP. Once it is
-# there, drop this line: the edit alone must be picked up.
-quietly compose kill -s HUP switchyard
-generation_moved() {
-    [ "$(admin GET /api/stats | jq .generation)" -gt "$generation" ]
-}
-eventually 15 generation_moved
+eventually 15 last_reload_is file "$generation"
 assert_only /api/accounts users
 assert_round_robin 4 # /api/users is no longer routed: it alternates like /
+ok
+
+step="reload on SIGHUP (docker compose kill -s HUP)"
+generation="$(admin GET /api/reload/status | jq .generation)"
+quietly compose kill -s HUP switchyard
+eventually 15 last_reload_is signal "$generation"
+assert_only /api/accounts users
 ok
 
 # --- 4. scaled services ---------------------------------------------------------
