@@ -65,6 +65,8 @@ if dpkg-query -W switchyard >/dev/null 2>&1; then
 fi
 dpkg -i "$deb" >>"$log" 2>&1
 [ -x /usr/bin/switchyard ] || fail "/usr/bin/switchyard is not installed"
+# ExecReload runs /bin/kill.
+dpkg-query -W -f='${Depends}\n' switchyard | grep -qw procps || fail "the package does not depend on procps"
 passed=$((passed + 1))
 
 step="the switchyard user and /var/lib/switchyard"
