@@ -66,6 +66,8 @@ compose() {
 cleanup() {
     local rc=$?
     trap - EXIT
+    # A closed output pipe must not stop the teardown.
+    trap '' PIPE
     if [ "$rc" -ne 0 ]; then
         echo "compose-smoke: FAILED at: $step" >&2
         if [ -s "$log" ]; then

@@ -35,6 +35,8 @@ max_exposure=20
 cleanup() {
     local rc=$?
     trap - EXIT
+    # A closed output pipe must not stop the teardown.
+    trap '' PIPE
     if [ "$rc" -ne 0 ]; then
         echo "deb-check: FAILED at: $step" >&2
         [ -s "$log" ] && tail -n 40 "$log" >&2
