@@ -35,7 +35,8 @@ passed=0
 cleanup() {
     local rc=$?
     trap - EXIT
-    # A closed output pipe must not stop the teardown.
+    # Neither an error nor a closed output pipe may stop the teardown.
+    set +e
     trap '' PIPE
     if [ "$rc" -ne 0 ]; then
         echo "deb-systemd-smoke: FAILED at: $step" >&2
