@@ -1,5 +1,5 @@
-//! The `switchyard` command: `run`, `check`, `demo`, `demo-backend` and
-//! `healthcheck`.
+//! The `switchyard` command: `run`, `check`, `import`, `demo`, `demo-backend`
+//! and `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,12 +39,34 @@ enum Command {
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
     },
+    /// Translate an HAProxy configuration into Switchyard's TOML: exit 0 when
+    /// every line was translated, 3 when some were not (each listed on stderr
+    /// and as a comment in the output), 1 when HAProxy would reject the file.
+    Import {
+        /// The HAProxy configuration, e.g. /etc/haproxy/haproxy.cfg.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Run the proxy on :8000 in front of two built-in demo backends.
     Demo {
         #[arg(short, long, default_value = "config/demo.toml")]
         config: PathBuf,
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
+        /// Listen here instead of the config's frontend address (port 0: a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run the admin server here instead of the config's address.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Bind the monolith and users demo backends here instead of
+        /// 127.0.0.1:9001,127.0.0.1:9002. With any of these options the
+        /// running addresses differ from the file's, so reloading the file
+        /// is off.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        backends: Option<Vec<SocketAddr>>,
     },
     /// Run one demo backend, which echoes what it receives.
     DemoBackend {
@@ -72,6 +94,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Check { config } => return check(config),
         Command::Healthcheck { url, timeout } => return healthcheck(url, *timeout),
+        Command::Import { file, output } => return import(file, output.as_deref()),
         Command::Run { .. } | Command::Demo { .. } | Command::DemoBackend { .. } => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -89,9 +112,22 @@ fn main() -> ExitCode {
             Command::Run {
                 config, state_dir, ..
             } => run(&config, state_dir).await,
-            Command::Demo { config, state_dir } => demo(&config, state_dir).await,
+            Command::Demo {
+                config,
+                state_dir,
+                listen,
+                admin,
+                backends,
+            } => {
+                let addresses = DemoOptions {
+                    listen,
+                    admin,
+                    backends,
+                };
+                demo(&config, state_dir, addresses).await
+            }
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } | Command::Healthcheck { .. } => Ok(()),
+            Command::Check { .. } | Command::Healthcheck { .. } | Command::Import { .. } => Ok(()),
         }
     });
     match result {
@@ -155,6 +191,61 @@ fn healthcheck(url: &http::Uri, timeout: Duration) -> ExitCode {
     }
 }
 
+/// Exit status of `import` when some lines were not translated.
+const IMPORT_INCOMPLETE: u8 = 3;
+
+fn import(file: &Path, output: Option<&Path>) -> ExitCode {
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let translation = match switchyard::import::translate(&source, &name) {
+        Ok(t) => t,
+        Err(rejected) => {
+            eprintln!("{rejected}");
+            eprintln!(
+                "{}: HAProxy would reject this file; nothing written",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for skipped in &translation.skipped {
+        eprintln!(
+            "{}:{}: not translated: {}: {}",
+            file.display(),
+            skipped.line,
+            skipped.text,
+            skipped.reason
+        );
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, &translation.toml),
+        None => std::io::Write::write_all(&mut std::io::stdout(), translation.toml.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("switchyard import: cannot write the output: {e}");
+        return ExitCode::FAILURE;
+    }
+    match translation.skipped.len() {
+        0 => ExitCode::SUCCESS,
+        n => {
+            eprintln!(
+                "{}: {n} line(s) not translated, listed above and in the output",
+                file.display()
+            );
+            ExitCode::from(IMPORT_INCOMPLETE)
+        }
+    }
+}
+
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
     serve_until_signalled(start(config, state_dir).await?).await
 }
@@ -162,21 +253,53 @@ async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
 /// Loads `config` and starts serving it.
 async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
+    start_topology(topology, Some(config.to_owned()), state_dir).await
+}
+
+async fn start_topology(
+    topology: switchyard::model::Topology,
+    config_file: Option<PathBuf>,
+    state_dir: PathBuf,
+) -> anyhow::Result<app::Running> {
     let options = StartOptions {
-        config_file: Some(config.to_owned()),
+        config_file,
         admin_token: None,
         state_dir,
     };
     app::start(topology, options).await
 }
 
-async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+/// `demo`'s address options.
+struct DemoOptions {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    backends: Option<Vec<SocketAddr>>,
+}
+
+async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    for (name, addr) in [("monolith", "127.0.0.1:9001"), ("users", "127.0.0.1:9002")] {
-        let addr: SocketAddr = addr.parse()?;
-        app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+    let wanted = options.backends.unwrap_or_default();
+    if !wanted.is_empty() && wanted.len() != app::demo::BACKENDS.len() {
+        anyhow::bail!("--backends expects two addresses: monolith,users");
     }
-    let running = start(config, state_dir).await?;
+    let mut addresses = app::demo::Addresses {
+        listen: options.listen,
+        admin: options.admin,
+        backends: Vec::new(),
+    };
+    for (i, (name, configured)) in app::demo::BACKENDS.into_iter().enumerate() {
+        let configured: SocketAddr = configured.parse()?;
+        let addr = wanted.get(i).copied().unwrap_or(configured);
+        let bound = app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+        eprintln!("demo: backend {name} on {bound}");
+        addresses.backends.push((configured, bound));
+    }
+    let mut topology = app::load(config)?;
+    let config_file = match addresses.apply(&mut topology) {
+        true => None,
+        false => Some(config.to_owned()),
+    };
+    let running = start_topology(topology, config_file, state_dir).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",
@@ -184,6 +307,7 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     if let (Some(admin), Some(token)) = (running.admin, running.admin_token.as_deref()) {
+        eprintln!("demo: admin server on http://{admin}/");
         eprintln!("demo: stats page http://admin:{token}@{admin}/");
     }
     let result = serve_until_signalled(running).await;

@@ -113,3 +113,51 @@ fn text(me: &Identity, body: String) -> Response<Full<Bytes>> {
     }
     response
 }
+
+/// The demo backends and where `config/demo.toml` expects them.
+pub const BACKENDS: [(&str, &str); 2] =
+    [("monolith", "127.0.0.1:9001"), ("users", "127.0.0.1:9002")];
+
+/// Where `switchyard demo` runs when not on the addresses of its config
+/// (tests run it on free ports, bound as port 0).
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    /// The first frontend's listener.
+    pub listen: Option<SocketAddr>,
+    /// The admin server's listener.
+    pub admin: Option<SocketAddr>,
+    /// Each demo backend's configured address and the address it is bound to.
+    pub backends: Vec<(SocketAddr, SocketAddr)>,
+}
+
+impl Addresses {
+    /// Points `topology` at these addresses; whether anything changed.
+    pub fn apply(&self, topology: &mut crate::model::Topology) -> bool {
+        let mut changed = false;
+        if let (Some(listen), Some(frontend)) = (self.listen, topology.frontends.first_mut()) {
+            changed |= frontend.listen != listen;
+            frontend.listen = listen;
+        }
+        if let Some(admin) = self.admin {
+            changed |= topology.admin.listen != admin;
+            topology.admin.listen = admin;
+        }
+        let servers = topology
+            .backends
+            .iter_mut()
+            .flat_map(|b| b.servers.iter_mut());
+        for server in servers {
+            let configured = server.address.as_socket_addr();
+            let bound = self.backends.iter().find(|(c, _)| Some(*c) == configured);
+            if let Some((configured, bound)) = bound.filter(|(c, b)| c != b) {
+                tracing::debug!(%configured, %bound, server = %server.name, "demo backend moved");
+                server.address = crate::model::ServerAddress {
+                    host: bound.ip().to_string().into(),
+                    port: bound.port(),
+                };
+                changed = true;
+            }
+        }
+        changed
+    }
+}
