@@ -1,8 +1,10 @@
-//! The `switchyard` command: `run`, `check`, `import`, `demo` and `demo-backend`.
+//! The `switchyard` command: `run`, `check`, `import`, `demo`, `demo-backend`
+//! and `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::app::{self, StartOptions};
@@ -95,6 +97,16 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// GET a URL and exit 0 on a 2xx answer, else 1: a container health
+    /// check for images without curl.
+    Healthcheck {
+        /// The URL to probe (http only).
+        #[arg(long, default_value = "http://127.0.0.1:8001/healthz")]
+        url: http::Uri,
+        /// Most time for the connection and the answer ("3s", "500ms").
+        #[arg(long, default_value = "3s", value_parser = switchyard::config::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,17 +118,21 @@ fn main() -> ExitCode {
             diff: false,
             ..
         } => return check(config),
+        Command::Healthcheck { url, timeout } => return healthcheck(url, *timeout),
         Command::Import { file, output } => return import(file, output.as_deref()),
-        _ => {}
-    }
-    if let Command::WriteStateForever { file } = &cli.command {
-        return match app::persist::write_forever(file) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("switchyard: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        Command::WriteStateForever { file } => {
+            return match app::persist::write_forever(file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Check { diff: true, .. }
+        | Command::Run { .. }
+        | Command::Demo { .. }
+        | Command::DemoBackend { .. } => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,7 +171,9 @@ fn main() -> ExitCode {
                 state_dir,
                 ..
             } => preview(&config, against, admin, &state_dir).await,
-            Command::WriteStateForever { .. } | Command::Import { .. } => Ok(()),
+            Command::WriteStateForever { .. }
+            | Command::Healthcheck { .. }
+            | Command::Import { .. } => Ok(()),
         }
     });
     match result {
@@ -240,6 +258,28 @@ fn admin_token(topology: &switchyard::model::Topology, state_dir: &Path) -> anyh
     std::fs::read_to_string(&file)
         .map(|t| t.trim().to_owned())
         .map_err(|e| anyhow::anyhow!("cannot read the admin token from {}: {e}", file.display()))
+}
+
+/// Probes `url` on a single-threaded runtime: this runs every few seconds
+/// in a container, so it stays small and prints nothing when healthy.
+fn healthcheck(url: &http::Uri, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::healthcheck::probe(url, timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Exit status of `import` when some lines were not translated.

@@ -18,7 +18,12 @@ fn switchyard(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_accepts_the_example_configs() {
-    for file in ["config/switchyard.toml", "config/demo.toml"] {
+    for file in [
+        "config/switchyard.toml",
+        "config/demo.toml",
+        "config/docker-compose.toml",
+        "debian/switchyard.toml",
+    ] {
         let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
         let (code, stdout, stderr) = switchyard(&["check", "-c", &path]);
         assert_eq!(code, 0, "{file}: {stderr}");

@@ -5,6 +5,7 @@
 //! finish within `grace`, then stops the background tasks.
 
 pub mod demo;
+pub mod healthcheck;
 #[doc(hidden)]
 pub mod persist;
 pub mod preview;
