@@ -26,9 +26,9 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads (default: one per available CPU).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Worker threads, 1-1024 (default: one per available CPU).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         /// Where generated files (the admin token) go.
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
@@ -134,10 +134,15 @@ fn main() -> ExitCode {
         | Command::Demo { .. }
         | Command::DemoBackend { .. } => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run {
+        threads: Some(threads),
+        ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the async runtime: {e}");
