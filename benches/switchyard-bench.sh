@@ -13,7 +13,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
-conf="$BENCH_WORKDIR/switchyard.toml"
+# One file and state directory per candidate port: the harness gives every
+# candidate the same scratch directory.
+tag="${BENCH_LISTEN##*:}"
+conf="$BENCH_WORKDIR/switchyard-$tag.toml"
 # BENCH_RULES=1 sends every request through a route with one request header
 # rule and one path rewrite (to the same path), to measure their cost beside
 # the plain figure.
@@ -62,4 +65,4 @@ balance = "roundrobin"
   address = "$BENCH_ORIGIN2"
 TOML
 export RUST_LOG="${RUST_LOG:-warn}"
-exec "$bin" run --threads 1 --state-dir "$BENCH_WORKDIR/switchyard-state" -c "$conf"
+exec "$bin" run --threads 1 --state-dir "$BENCH_WORKDIR/switchyard-state-$tag" -c "$conf"

@@ -149,6 +149,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        worker_threads = runtime.metrics().num_workers(),
+        "async runtime started"
+    );
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run {

@@ -108,9 +108,9 @@ check = { kind = "tcp" }
 
 const EXPECTED: &str = "\
 ~ frontend web: listen 127.0.0.1:8000 -> 127.0.0.1:8080
-~ frontend web route host shop.example.com: target split app=90 users=10 -> split app=50 users=50
-+ frontend web route path_prefix /api/orders -> backend orders
-- frontend web route path_prefix /old
+~ frontend web route host=shop.example.com: target split app=90 users=10 -> split app=50 users=50
++ frontend web route path_prefix=/api/orders -> backend orders
+- frontend web route path_prefix=/old
 + frontend admin-ui listen 127.0.0.1:8003
 - frontend legacy listen 127.0.0.1:8002
 ~ backend app check: interval 2s -> 5s

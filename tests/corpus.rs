@@ -154,7 +154,7 @@ async fn every_corpus_case_gets_its_status_close_and_upstream_bytes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let (backend, capture) = Capture::start().await;
     let config = format!(
-        "[global]\naccess_log = \"off\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+        "[global]\naccess_log = \"off\"\nrequest_id = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[frontend]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ndefault_backend = \"app\"\n\
          [[backend]]\nname = \"app\"\nmax_body = \"1KiB\"\n\
          [[backend.server]]\nname = \"s\"\naddress = \"{backend}\"\n"

@@ -194,7 +194,8 @@ async fn http_check_takes_a_failing_server_down_and_back_up() {
     eventually("server marked DOWN", || state.health() == Health::Down).await;
     let status = state.check_status();
     assert_eq!(status.last, Some(CheckOutcome::BadStatus { status: 500 }));
-    assert_eq!(status.consecutive_fail, 3);
+    // Checks go on while the test reads: at least `fall` failures in a row.
+    assert!(status.consecutive_fail >= 3, "{status:?}");
     assert_eq!(state.transitions_down(), 1);
 
     backend.is_healthy.store(true, Ordering::SeqCst);

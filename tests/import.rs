@@ -133,6 +133,8 @@ fn imports_using_routing_rules_and_tls_pass_check() {
         .args([
             "-subj",
             "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
             "-keyout",
             "key.pem",
             "-out",
