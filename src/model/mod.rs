@@ -86,6 +86,10 @@ pub struct FrontendTimeouts {
     pub client_header: Duration,
     /// Most time a keep-alive connection may sit idle between requests.
     pub idle: Duration,
+    /// Most time between two reads of a request body (R.U.D.Y. guard).
+    pub body_idle: Duration,
+    /// Most time one write to the client may wait (slow-read guard).
+    pub write_idle: Duration,
 }
 
 /// One routing rule: every condition present must match.

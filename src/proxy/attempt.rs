@@ -12,7 +12,7 @@ use super::connect::{self, ConnectFailure};
 use super::error::ProxyError;
 use crate::runtime::BackendPlan;
 use crate::state::{Health, InFlight};
-use crate::upstream::{RequestBody, UpstreamSender};
+use crate::upstream::{BodyError, RequestBody, UpstreamSender};
 
 /// A response head from a server.
 pub struct Sent {
@@ -142,8 +142,11 @@ pub async fn send_with_retries(
                     continue;
                 }
                 _ => {
-                    server.state.counters.count_response_error();
                     let source = e.into_error();
+                    if let Some(client_side) = client_body_failure(&source) {
+                        return Err((client_side, Some(s)));
+                    }
+                    server.state.counters.count_response_error();
                     return Err((
                         if source.is_parse() {
                             ProxyError::BadResponse {
@@ -171,6 +174,22 @@ pub async fn send_with_retries(
             }
         }
     }
+}
+
+/// The client's failure when the upstream request failed because the
+/// client's body did (idle deadline or a broken body), not the server.
+fn client_body_failure(error: &hyper::Error) -> Option<ProxyError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        match cause.downcast_ref::<BodyError>() {
+            Some(BodyError::Idle(_)) => return Some(ProxyError::ClientBodyTimeout),
+            Some(BodyError::Client(_)) => {
+                return Some(ProxyError::BadRequest("broken request body"));
+            }
+            None => source = cause.source(),
+        }
+    }
+    None
 }
 
 pub fn server_name(backend: &BackendPlan, s: usize) -> String {

@@ -2,7 +2,8 @@
 //! head must arrive within `client_header` of its first byte (or of the
 //! accept), and a keep-alive connection may sit idle between requests for
 //! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
-//! keeps them here, where every read passes.
+//! keeps them here, where every read passes. Every write passes here too:
+//! a write may wait at most `write_idle` for the client to read.
 //!
 //! The same place watches request heads for one ambiguity hyper resolves
 //! silently: a head with both `Content-Length` and `Transfer-Encoding` (hyper
@@ -128,6 +129,10 @@ pub struct ClientStream {
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     scan: HeadScan,
+    /// Made on the first write that has to wait; fails the connection when
+    /// the client reads nothing for `write_idle` (slow read).
+    write_timer: Option<Pin<Box<Sleep>>>,
+    is_write_waiting: bool,
 }
 
 impl ClientStream {
@@ -139,6 +144,8 @@ impl ClientStream {
             timer: Box::pin(tokio::time::sleep(timeouts.client_header)),
             armed: None,
             scan: HeadScan::default(),
+            write_timer: None,
+            is_write_waiting: false,
         }
     }
 }
@@ -272,13 +279,51 @@ impl HeadScan {
     }
 }
 
+impl ClientStream {
+    /// Watches one write: a write that makes progress stops the clock; one
+    /// that has to wait starts it, and fails with `TimedOut` once the client
+    /// has read nothing for `write_idle`. hyper then drops the connection and
+    /// with it the response body, which releases the upstream connection.
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.is_write_waiting = false;
+            return polled;
+        }
+        if !self.is_write_waiting {
+            let deadline = tokio::time::Instant::now() + self.timeouts.write_idle;
+            match self.write_timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.is_write_waiting = true;
+        }
+        let is_expired = self
+            .write_timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+        if is_expired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client read nothing in time",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
 impl AsyncWrite for ClientStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -286,7 +331,9 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -294,7 +341,9 @@ impl AsyncWrite for ClientStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch_write(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -310,6 +359,8 @@ mod tests {
     const TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
         client_header: Duration::from_secs(10),
         idle: Duration::from_secs(60),
+        body_idle: Duration::from_secs(30),
+        write_idle: Duration::from_secs(30),
     };
 
     fn limit(a: &ConnActivity) -> Option<Duration> {

@@ -16,6 +16,9 @@ pub enum ProxyError {
     BadPath(&'static str),
     #[error("method not allowed: {0}")]
     MethodNotAllowed(&'static str),
+    /// The client stopped sending its body for `body_idle`.
+    #[error("client sent no request body bytes in time")]
+    ClientBodyTimeout,
     /// No route matched and the frontend has no default.
     #[error("no route for this request")]
     NoRoute,
@@ -55,6 +58,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
@@ -68,7 +72,10 @@ impl ProxyError {
 
     /// Whether the client connection must close after the answer.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ProxyError::BadRequest(_) | ProxyError::BadPath(_))
+        matches!(
+            self,
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) | ProxyError::ClientBodyTimeout
+        )
     }
 
     /// The answer the client sees: a short text naming no internals.
@@ -77,6 +84,7 @@ impl ProxyError {
         let text: &'static str = match status {
             StatusCode::BAD_REQUEST => "400 Bad Request\n",
             StatusCode::NOT_FOUND => "404 Not Found\n",
+            StatusCode::REQUEST_TIMEOUT => "408 Request Timeout\n",
             StatusCode::METHOD_NOT_ALLOWED => "405 Method Not Allowed\n",
             StatusCode::SERVICE_UNAVAILABLE => {
                 "503 Service Unavailable: no server is available to handle this request\n"
@@ -112,6 +120,7 @@ mod tests {
             (ProxyError::BadRequest("x"), 400),
             (ProxyError::BadPath("x"), 400),
             (ProxyError::MethodNotAllowed("CONNECT"), 405),
+            (ProxyError::ClientBodyTimeout, 408),
             (ProxyError::NoRoute, 404),
             (ProxyError::NoServer, 503),
             (

@@ -212,6 +212,8 @@ async fn serve_connection(
 const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     client_header: Duration::from_secs(10),
     idle: Duration::from_secs(60),
+    body_idle: Duration::from_secs(30),
+    write_idle: Duration::from_secs(30),
 };
 
 /// hyper's settings; the head and idle deadlines are `ClientStream`'s.

@@ -329,7 +329,7 @@ fn prepare(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     Prepared {
-        request: Request::from_parts(parts, RequestBody::new(body)),
+        request: Request::from_parts(parts, RequestBody::new(body, frontend.timeouts.body_idle)),
         upgrade: upgrade.map(|(on, _)| on),
         pinned,
     }

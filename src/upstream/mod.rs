@@ -8,5 +8,5 @@
 mod body;
 mod pool;
 
-pub use body::RequestBody;
+pub use body::{BodyError, RequestBody};
 pub use pool::{PoolRegistry, ServerPool, UpstreamSender};

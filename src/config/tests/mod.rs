@@ -67,6 +67,8 @@ fn minimal_config_gets_every_default() {
             timeouts: FrontendTimeouts {
                 client_header: s(10),
                 idle: s(60),
+                body_idle: s(30),
+                write_idle: s(30),
             },
         }],
         backends: vec![Backend {
@@ -113,7 +115,7 @@ token_file = "/run/secrets/token"
 name = "web"
 listen = "[::]:8000"
 forward_headers = false
-timeouts = { client_header = "5s", idle = "1m30s" }
+timeouts = { client_header = "5s", idle = "1m30s", body_idle = "20s", write_idle = "15s" }
 
   [[frontend.route]]
   host = "Shop.Example.COM"
@@ -185,6 +187,8 @@ fn full_config_maps_every_key() {
     assert!(!web.forward_headers);
     assert_eq!(web.default_target, None);
     assert_eq!(web.timeouts.idle, ms(90_000));
+    assert_eq!(web.timeouts.body_idle, ms(20_000));
+    assert_eq!(web.timeouts.write_idle, ms(15_000));
     let routes = &web.routes;
     assert_eq!(
         routes[0].host,
