@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
-use super::service::{self, ConnContext};
+use super::guard::{self, ResetWatch};
+use super::service::ConnContext;
 use crate::model::FrontendTimeouts;
 use crate::runtime::Snapshot;
 
@@ -187,6 +188,7 @@ async fn serve_connection(
     let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity), timeouts));
     let ctx = Arc::new(ConnContext {
         activity,
+        resets: ResetWatch::default(),
         peer_ip: HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         shared: Arc::clone(&shared),
@@ -194,7 +196,8 @@ async fn serve_connection(
         peer,
         is_tls: false,
     });
-    let service = service_fn(move |request| service::serve(Arc::clone(&ctx), request));
+    let calm = ctx.resets.tripped().clone();
+    let service = service_fn(move |request| guard::serve(Arc::clone(&ctx), request));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -202,6 +205,14 @@ async fn serve_connection(
         () = shared.drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        () = calm.cancelled() => {
+            // GOAWAY, then a short wait for what is in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await {
+                Ok(result) => result,
+                Err(_elapsed) => return,
+            }
         }
     };
     if let Err(e) = result {
@@ -216,7 +227,17 @@ const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     write_idle: Duration::from_secs(30),
 };
 
-/// hyper's settings; the head and idle deadlines are `ClientStream`'s.
+/// Most concurrent streams per HTTP/2 connection (HAProxy's
+/// `tune.h2.max-concurrent-streams` is 100 too).
+const H2_MAX_STREAMS: u32 = 100;
+/// Most bytes of one decoded HTTP/2 header list; h2 answers larger ones with
+/// a stream error and a header block far past it with GOAWAY.
+const H2_MAX_HEADER_LIST: u32 = 32 * 1024;
+
+/// hyper's settings; the head and idle deadlines are `ClientStream`'s. h2
+/// itself sends GOAWAY `ENHANCE_YOUR_CALM` past 20 streams reset before they
+/// were accepted, 1024 streams it had to reset for errors, too many
+/// CONTINUATION frames, or a header list far past the limit.
 fn server_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -229,7 +250,9 @@ fn server_builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(H2_MAX_STREAMS)
         .max_pending_accept_reset_streams(20)
-        .max_header_list_size(32 * 1024);
+        .max_local_error_reset_streams(1024)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     builder
 }

@@ -11,6 +11,7 @@ mod body;
 mod client_io;
 mod connect;
 mod error;
+mod guard;
 mod headers;
 mod listener;
 mod normalize;

@@ -19,6 +19,7 @@ use super::attempt::{self, Sent};
 use super::body::{Exchange, ProxyBody};
 use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
+use super::guard::ResetWatch;
 use super::headers::{self, Forwarding};
 use super::normalize::normalize_path;
 use super::{sticky, tunnel};
@@ -33,6 +34,8 @@ pub struct ConnContext {
     pub shared: Arc<Shared>,
     /// Tells the socket's deadlines when requests start and end.
     pub activity: Arc<ConnActivity>,
+    /// HTTP/2 streams reset right after they started.
+    pub resets: ResetWatch,
     /// The frontend's configured address: how a request finds its frontend
     /// in whichever snapshot it loads.
     pub listen: SocketAddr,
