@@ -11,6 +11,8 @@ mod body;
 mod client_io;
 mod connect;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod headers;
 mod listener;
