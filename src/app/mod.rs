@@ -5,6 +5,7 @@
 //! finish within `grace`, then stops the background tasks.
 
 pub mod demo;
+mod fds;
 mod persist;
 
 use std::net::SocketAddr;
@@ -56,7 +57,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let grace = topology.global.grace;
     let state_file = topology.global.state_file.clone();
     let access_log = topology.global.access_log;
-    let max_connections = topology.global.max_connections;
+    let max_connections = fds::max_connections(topology.global.max_connections);
     let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
     let (runtime, reloader) = Runtime::start(topology, options.config_file.clone(), loader).await;
 

@@ -87,14 +87,10 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
         state_file: optional(c, at, "state_file", raw.state_file.as_ref(), None, |s| {
             file_path(s).map(Some)
         }),
-        max_connections: integer(
-            c,
-            at,
-            "max_connections",
-            raw.max_connections.as_ref(),
-            10_000,
-            1..=u32::MAX,
-        ) as usize,
+        max_connections: raw
+            .max_connections
+            .as_ref()
+            .map(|n| integer(c, at, "max_connections", Some(n), 10_000, 1..=u32::MAX) as usize),
     }
 }
 

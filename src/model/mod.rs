@@ -42,8 +42,9 @@ pub struct Global {
     pub access_log: Option<LogFormat>,
     /// Where operator-set admin states are persisted across restarts.
     pub state_file: Option<PathBuf>,
-    /// Most client connections open at once, over all frontends.
-    pub max_connections: usize,
+    /// Most client connections open at once, over all frontends; `None`
+    /// derives it from the open-file limit at start.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,7 +52,7 @@ fn minimal_config_gets_every_default() {
             grace: s(10),
             access_log: Some(LogFormat::Text),
             state_file: None,
-            max_connections: 10_000,
+            max_connections: None,
         },
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
@@ -172,7 +172,7 @@ fn full_config_maps_every_key() {
             grace: Duration::from_secs(30),
             access_log: None,
             state_file: Some("/var/lib/switchyard/state.json".into()),
-            max_connections: 500,
+            max_connections: Some(500),
         }
     );
     assert_eq!(
