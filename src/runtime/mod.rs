@@ -94,7 +94,12 @@ impl Runtime {
         let registry = StateRegistry::default();
         let pools = PoolRegistry::default();
         let topology = Arc::new(topology);
-        let resolved = dns::resolve_all(&snapshot::names_to_resolve(&topology)).await;
+        let mut last_good = dns::LastGood::default();
+        let resolved = last_good.apply(
+            dns::resolve_all(&snapshot::names_to_resolve(&topology)).await,
+            std::time::Instant::now(),
+            dns::HOLD_VALID,
+        );
         let first = Arc::new(Snapshot::build(
             1,
             Arc::clone(&topology),
@@ -119,6 +124,7 @@ impl Runtime {
             watch: watch_tx,
             topology,
             resolved,
+            last_good,
             registry,
             pools,
             config_file,
@@ -186,6 +192,8 @@ pub struct Reloader {
     watch: watch::Sender<Arc<Snapshot>>,
     topology: Arc<Topology>,
     resolved: HashMap<ServerAddress, Option<SocketAddr>>,
+    /// Addresses kept for names that stopped resolving (`hold_valid`).
+    last_good: dns::LastGood,
     registry: StateRegistry,
     pools: PoolRegistry,
     config_file: Option<PathBuf>,
@@ -251,7 +259,7 @@ impl Reloader {
 
     async fn install(&mut self, topology: Topology) -> u64 {
         let names = snapshot::names_to_resolve(&topology);
-        self.resolved = dns::resolve_all(&names).await;
+        self.resolved = self.resolve(&names).await;
         self.topology = Arc::new(topology);
         self.swap()
     }
@@ -261,12 +269,23 @@ impl Reloader {
         if names.is_empty() {
             return;
         }
-        let resolved = dns::resolve_all(&names).await;
+        let resolved = self.resolve(&names).await;
         if resolved != self.resolved {
             tracing::info!("server addresses changed in DNS");
             self.resolved = resolved;
             self.swap();
         }
+    }
+
+    /// Resolves `names`, keeping the last good address of a name that
+    /// fails for `HOLD_VALID`.
+    async fn resolve(
+        &mut self,
+        names: &[ServerAddress],
+    ) -> HashMap<ServerAddress, Option<SocketAddr>> {
+        let fresh = dns::resolve_all(names).await;
+        self.last_good
+            .apply(fresh, std::time::Instant::now(), dns::HOLD_VALID)
     }
 
     /// Builds a snapshot of the current topology and stores it.
