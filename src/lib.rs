@@ -2,12 +2,13 @@
 //!
 //! Layers, lowest first; a module imports only from layers below it (see
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
-//! -> `runtime` -> `proxy`, `health` -> `admin` -> `app`.
+//! -> `runtime` -> `proxy`, `health`, `discovery` -> `admin` -> `app`.
 
 pub mod admin;
 pub mod app;
 pub mod balance;
 pub mod config;
+pub mod discovery;
 pub mod health;
 pub mod model;
 pub mod proxy;

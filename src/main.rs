@@ -179,7 +179,7 @@ async fn serve_until_signalled(running: app::Running) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match running.runtime.reload().await {
+                match running.runtime.reload(switchyard::runtime::ReloadCause::Signal).await {
                     Ok(generation) => tracing::info!(generation, "reloaded on SIGHUP"),
                     Err(e) => tracing::error!("reload on SIGHUP failed: {e}"),
                 }

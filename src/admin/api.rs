@@ -1,6 +1,8 @@
 //! The JSON API: stats, one server, and the operator's changes (admin
 //! state with an optional drain wait, weight, checks, route split weights,
-//! reload). Errors are `{"error": "..."}`: unknown names 404, bad input 400.
+//! reset to config; reloads are in `reload`). Edits of the topology
+//! (weights, splits, resets) are commands to the runtime's one writer.
+//! Errors are `{"error": "..."}`: unknown names 404, bad input 400.
 //! Invariant: every change is recorded through `audit::Changes` with the
 //! caller `auth::guard` attached; nothing here answers `GET` with a change.
 
@@ -21,8 +23,8 @@ use serde_json::{Value, json};
 use super::AdminContext;
 use super::auth::Caller;
 use super::stats;
-use crate::model::{AdminState, Target};
-use crate::runtime::ReloadError;
+use crate::model::{AdminState, BackendName};
+use crate::runtime::{Command, ReloadError, ResetScope, splits};
 use crate::state::ServerState;
 
 /// Longest `wait` a drain request may ask for.
@@ -52,12 +54,13 @@ pub(super) fn routes() -> Router<Arc<AdminContext>> {
             "/api/frontends/{frontend}/routes/{index}/split",
             put(set_split),
         )
-        .route("/api/reload", post(reload))
+        .route("/api/reset", post(reset))
+        .merge(super::reload::routes())
 }
 
 /// An API failure, answered as `{"error": message}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl ApiError {
     fn bad(message: impl Into<String>) -> ApiError {
@@ -218,14 +221,22 @@ async fn set_weight(
         )));
     }
     let (state, _) = find_server(&ctx, &backend, &server)?;
-    let old = state.set_weight(body.weight);
+    let old = state.weight();
+    let generation = ctx
+        .runtime
+        .ask(Command::SetWeight {
+            backend: backend.clone(),
+            server: server.clone(),
+            weight: body.weight,
+        })
+        .await
+        .map_err(refused)?;
     ctx.changes.record(
         &caller,
         format!("server {backend}/{server} weight"),
         old.to_string(),
         body.weight.to_string(),
     );
-    let generation = ctx.runtime.rebuild().await.map_err(unavailable)?;
     Ok(Json(json!({
         "backend": backend, "server": server, "old": old, "weight": body.weight,
         "generation": generation,
@@ -271,51 +282,30 @@ async fn set_split(
     let index: usize = index
         .parse()
         .map_err(|_| ApiError::bad(format!("route index {index:?} is not a number")))?;
-    let snapshot = ctx.runtime.snapshot();
-    let mut topology = (*snapshot.topology).clone();
-    let names: Vec<String> = topology
-        .backends
-        .iter()
-        .map(|b| b.name.to_string())
-        .collect();
-    let f = topology
-        .frontends
-        .iter_mut()
-        .find(|f| *f.name == *frontend)
-        .ok_or_else(|| ApiError::not_found(format!("no frontend {frontend:?}")))?;
-    let route = f.routes.get_mut(index).ok_or_else(|| {
-        ApiError::not_found(format!("frontend {frontend:?} has no route {index}"))
-    })?;
-    let Target::Split(parts) = &mut route.target else {
+    if let Some((name, weight)) = weights.iter().find(|(_, w)| **w > MAX_WEIGHT) {
         return Err(ApiError::bad(format!(
-            "route {index} of {frontend:?} is not a weighted split"
+            "weight {weight} of {name:?} is above {MAX_WEIGHT}"
         )));
-    };
-    let describe = |parts: &[(crate::model::BackendId, u32)]| {
-        parts
-            .iter()
-            .map(|(id, w)| format!("{}={w}", names.get(id.0).map_or("?", String::as_str)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let old = describe(parts);
-    for (name, weight) in &weights {
-        if *weight > MAX_WEIGHT {
-            return Err(ApiError::bad(format!(
-                "weight {weight} of {name:?} is above {MAX_WEIGHT}"
-            )));
-        }
-        let part = parts
-            .iter_mut()
-            .find(|(id, _)| names.get(id.0) == Some(name))
-            .ok_or_else(|| ApiError::bad(format!("backend {name:?} is not part of this split")))?;
-        part.1 = *weight;
     }
-    if parts.iter().all(|(_, w)| *w == 0) {
-        return Err(ApiError::bad("expected at least one weight above 0"));
-    }
-    let new = describe(parts);
-    let generation = ctx.runtime.replace(topology).await.map_err(unavailable)?;
+    let split_now = || {
+        splits::split_of(&ctx.runtime.snapshot().topology, &frontend, index)
+            .map(|w| splits::describe(&w))
+            .unwrap_or_default()
+    };
+    let old = split_now();
+    let generation = ctx
+        .runtime
+        .ask(Command::SetSplit {
+            frontend: frontend.clone(),
+            route: index,
+            weights: weights
+                .iter()
+                .map(|(name, w)| (BackendName::new(name), *w))
+                .collect(),
+        })
+        .await
+        .map_err(refused)?;
+    let new = split_now();
     ctx.changes.record(
         &caller,
         format!("route {frontend}#{index} split"),
@@ -327,37 +317,91 @@ async fn set_split(
     ))
 }
 
-async fn reload(
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    backend: Option<String>,
+    server: Option<String>,
+    frontend: Option<String>,
+    route: Option<usize>,
+}
+
+/// `POST /api/reset`: operator values go back to the file's. `{}` resets
+/// everything, `{"backend", "server"}` one server, `{"frontend", "route"}`
+/// one route's split.
+async fn reset(
     State(ctx): State<Arc<AdminContext>>,
     Extension(caller): Extension<Caller>,
-) -> Response {
-    let old = ctx.runtime.snapshot().generation;
-    match ctx.runtime.reload().await {
-        Ok(generation) => {
-            ctx.changes.record(
-                &caller,
-                "config reload".into(),
-                old.to_string(),
-                generation.to_string(),
-            );
-            Json(json!({ "generation": generation })).into_response()
+    body: Bytes,
+) -> ApiResult {
+    let body: ResetBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetBody::default()
+    } else {
+        parse(&body)?
+    };
+    let (scope, what) = match body {
+        ResetBody {
+            backend: None,
+            server: None,
+            frontend: None,
+            route: None,
+        } => (ResetScope::All, "everything".to_owned()),
+        ResetBody {
+            backend: Some(backend),
+            server: Some(server),
+            frontend: None,
+            route: None,
+        } => (
+            ResetScope::Server {
+                backend: backend.clone(),
+                server: server.clone(),
+            },
+            format!("server {backend}/{server}"),
+        ),
+        ResetBody {
+            backend: None,
+            server: None,
+            frontend: Some(frontend),
+            route: Some(route),
+        } => (
+            ResetScope::Route {
+                frontend: frontend.clone(),
+                route,
+            },
+            format!("route {frontend}#{route} split"),
+        ),
+        _ => {
+            return Err(ApiError::bad(
+                "expected {}, {\"backend\", \"server\"} or {\"frontend\", \"route\"}",
+            ));
         }
-        Err(ReloadError::Invalid(message)) => {
-            ctx.changes.record(
-                &caller,
-                "config reload".into(),
-                old.to_string(),
-                "failed".into(),
-            );
-            ApiError(StatusCode::UNPROCESSABLE_ENTITY, message).into_response()
+    };
+    let generation = ctx
+        .runtime
+        .ask(Command::ResetToConfig(scope))
+        .await
+        .map_err(refused)?;
+    ctx.changes.record(
+        &caller,
+        format!("reset to config: {what}"),
+        "runtime".into(),
+        "config".into(),
+    );
+    Ok(Json(json!({ "reset": what, "generation": generation })))
+}
+
+/// An edit the writer refused: unknown names 404, impossible edits 400.
+fn refused(e: ReloadError) -> ApiError {
+    match e {
+        ReloadError::NotFound(m) => ApiError::not_found(m),
+        ReloadError::Rejected(m) => ApiError::bad(m),
+        ReloadError::Invalid(_) | ReloadError::Bind(_) | ReloadError::NoFile => {
+            ApiError(StatusCode::CONFLICT, e.to_string())
         }
-        Err(e @ ReloadError::NoFile) => {
-            ApiError(StatusCode::CONFLICT, e.to_string()).into_response()
-        }
-        Err(e @ ReloadError::Stopped) => unavailable(e).into_response(),
+        ReloadError::Stopped => unavailable(e),
     }
 }
 
-fn unavailable(e: ReloadError) -> ApiError {
+pub(super) fn unavailable(e: ReloadError) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }

@@ -22,6 +22,8 @@ fn server(name: &str, status: &'static str) -> ServerStats {
         health: "UP",
         check_enabled: true,
         weight: 10,
+        config_admin_state: "ready",
+        config_weight: 10,
         backup: false,
         counters,
         rates: Rates::default(),
@@ -53,6 +55,7 @@ fn stats() -> Stats {
             reloads: 0,
             failures: 0,
             last_error: None,
+            last_success: None,
         },
         frontends: vec![FrontendStats {
             name: "web".to_owned(),

@@ -74,6 +74,8 @@ const SPECS: &[Spec] = &[
     spec("switchyard_uptime_seconds", Some("haproxy_process_uptime_seconds"), G, P, None, "Seconds since the process started."),
     spec("switchyard_config_reloads_total", None, C, P, None, "Config reloads attempted from the file."),
     spec("switchyard_config_reload_failures_total", None, C, P, None, "Config reloads that failed and kept the running config."),
+    spec("switchyard_reloads_total", None, C, P, Some("result"), "Reloads of the config file by result: ok or failed."),
+    spec("switchyard_last_reload_success_timestamp_seconds", None, G, P, None, "Unix time when the config file last applied (start or reload)."),
     spec("switchyard_config_generation", None, G, P, None, "Generation of the serving snapshot."),
     spec("switchyard_frontend_requests_total", Some("haproxy_frontend_http_requests_total"), C, F, None, "Requests received by the frontend."),
     spec("switchyard_frontend_responses_total", Some("haproxy_frontend_http_responses_total"), C, F, Some("code"), "Responses by status class."),
@@ -349,6 +351,18 @@ fn values(s: &Spec, stats: &Stats) -> Series {
     match s.scope {
         P => {
             let v = match field {
+                "switchyard_reloads_total" => {
+                    let ok = stats.reload.reloads - stats.reload.failures;
+                    out.push((vec!["ok".to_owned()], ok as f64));
+                    out.push((vec!["failed".to_owned()], stats.reload.failures as f64));
+                    return out;
+                }
+                "switchyard_last_reload_success_timestamp_seconds" => {
+                    match stats.reload.last_success {
+                        Some(t) => t as f64,
+                        None => return out,
+                    }
+                }
                 "switchyard_uptime_seconds" => stats.uptime_seconds as f64,
                 "switchyard_config_reloads_total" => stats.reload.reloads as f64,
                 "switchyard_config_reload_failures_total" => stats.reload.failures as f64,

@@ -5,8 +5,9 @@
 //! Owns `AdminServer` and the modules behind it: `auth` (secret, host
 //! allow-list, CSRF rules, failed-auth rate limit), `api` (JSON handlers),
 //! `stats` (the one view of the live counters that every output renders),
-//! `page`, `csv`, `metrics`, `sampler` (request-rate history) and `audit`
-//! (the recent-changes ring).
+//! `reload` (reload, its status, the running config), `page`, `csv`,
+//! `metrics`, `sampler` (request-rate history) and `audit` (the
+//! recent-changes ring).
 //!
 //! Invariants: only `/healthz` and `/readyz` answer without the secret;
 //! nothing changes state on `GET`; every state change passes the CSRF rules
@@ -21,6 +22,7 @@ mod csv;
 mod metrics;
 mod page;
 mod page_servers;
+mod reload;
 mod sampler;
 mod stats;
 

@@ -74,10 +74,24 @@
     }, function (e) { show(e.message, false); });
   }
 
+  function reset(body) {
+    api("POST", "/api/reset", body).then(function (j) {
+      show("Reset to config: " + j.reset, true); refresh(true);
+    }, function (e) { show(e.message, false); });
+  }
+
   document.addEventListener("click", function (ev) {
     var t = ev.target;
     if (t.matches("button.apply")) { apply(t.closest("section.backend")); }
     else if (t.matches("button.split-apply")) { applySplit(t.closest(".split")); }
+    else if (t.matches("button.reset")) {
+      var row = t.closest("tr");
+      reset({ backend: row.getAttribute("data-backend"), server: row.getAttribute("data-server") });
+    } else if (t.matches("button.reset-route")) {
+      var mark = t.parentNode.querySelector(".runtime-route");
+      reset({ frontend: mark.getAttribute("data-frontend"),
+              route: parseInt(mark.getAttribute("data-route"), 10) });
+    }
     else if (t.id === "reload") {
       api("POST", "/api/reload", {}).then(function (j) {
         show("Config reloaded: generation " + j.generation, true); refresh(true);

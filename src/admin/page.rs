@@ -74,11 +74,17 @@ fn header(out: &mut String) {
 fn content(out: &mut String, stats: &Stats) {
     let reload = match &stats.reload.last_error {
         None => "<span class=\"ok\">last reload ok</span>".to_owned(),
-        Some(e) => format!(
-            "<span class=\"bad\">last reload failed, running config kept:</span><pre>{}</pre>",
-            esc(e)
-        ),
+        Some(_) => "<span class=\"bad\">last reload FAILED</span>".to_owned(),
     };
+    if let Some(e) = &stats.reload.last_error {
+        let _ = writeln!(
+            out,
+            "<section class=\"reload-failed\" id=\"reload-failed\" role=\"alert\"><h2>Config reload \
+             failed: the running config is unchanged</h2><pre>{}</pre><p>Shown until a reload \
+             succeeds.</p></section>",
+            esc(e)
+        );
+    }
     let _ = writeln!(
         out,
         "<section class=\"summary\"><span>generation <b>{}</b></span><span>uptime <b>{}</b></span>\
@@ -172,6 +178,21 @@ fn routes(out: &mut String, f: &FrontendStats) {
                 out.push_str(
                     "<button type=\"button\" class=\"split-apply\">Apply split</button></span>",
                 );
+                if let Some(file) = &r.config_split {
+                    let file: Vec<String> = file
+                        .iter()
+                        .map(|p| format!("{}={}", p.backend, p.weight))
+                        .collect();
+                    let _ = write!(
+                        out,
+                        " <span class=\"changed runtime-route\" data-frontend=\"{}\" data-route=\"{}\">\
+                         set at run time</span> <span class=\"muted\">(file: {})</span> \
+                         <button type=\"button\" class=\"reset-route\">reset to config</button>",
+                        esc(&f.name),
+                        r.index,
+                        esc(&file.join(" "))
+                    );
+                }
             }
             (Some(b), None) => {
                 let _ = write!(out, "<b>{}</b>", esc(b));

@@ -117,7 +117,7 @@ fn server(out: &mut String, backend: &str, s: &ServerStats) {
     };
     let _ = write!(
         out,
-        "<tr class=\"row-{status_class}\" data-backend=\"{b}\" data-server=\"{n}\">\
+        "<tr class=\"row-{status_class}{changed}\" data-backend=\"{b}\" data-server=\"{n}\">\
          <td><input type=\"checkbox\" class=\"sel\" value=\"{n}\" aria-label=\"select {n}\"></td>\
          <td class=\"name\" title=\"{addr}\">{n}{backup}<div class=\"addr\">{addr}</div></td>\
          <td><span class=\"st st-{status_class}\">{status}</span>{drain}</td><td>{admin}</td>\
@@ -128,6 +128,11 @@ fn server(out: &mut String, backend: &str, s: &ServerStats) {
          <td>{rt}</td><td>{tt}</td><td>{chart}</td></tr>",
         b = esc(backend),
         n = esc(&s.name),
+        changed = if s.admin_state != s.config_admin_state || s.weight != s.config_weight {
+            " runtime"
+        } else {
+            ""
+        },
         addr = esc(&s.address),
         backup = if s.backup {
             " <span class=\"muted\">(backup)</span>"
@@ -135,8 +140,14 @@ fn server(out: &mut String, backend: &str, s: &ServerStats) {
             ""
         },
         status = s.status.to_uppercase(),
-        admin = s.admin_state.to_uppercase(),
-        weight = s.weight,
+        admin = runtime_mark(
+            &s.admin_state.to_uppercase(),
+            (s.admin_state != s.config_admin_state).then(|| s.config_admin_state.to_uppercase()),
+        ),
+        weight = runtime_mark(
+            &s.weight.to_string(),
+            (s.weight != s.config_weight).then(|| s.config_weight.to_string()),
+        ),
         cur = c.active,
         max = c.max_active,
         total = c.requests,
@@ -163,6 +174,20 @@ fn server(out: &mut String, backend: &str, s: &ServerStats) {
         tt = ms(c.avg_total_us),
         chart = sparkline(&s.rates.history),
     );
+}
+
+/// A value an operator changed at run time: marked, with the file's value
+/// beside it and a "reset to config" button (`page.js` finds its row).
+pub(super) fn runtime_mark(value: &str, file_value: Option<String>) -> String {
+    match file_value {
+        None => value.to_owned(),
+        Some(file) => format!(
+            "<span class=\"changed\" title=\"set at run time\">{value}</span> \
+             <span class=\"muted\">(file: {})</span> \
+             <button type=\"button\" class=\"reset\">reset to config</button>",
+            esc(&file)
+        ),
+    }
 }
 
 fn responses(r: &[u64; 6]) -> String {

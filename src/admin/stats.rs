@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::audit::Change;
 use super::sampler::{Key, Rates, Sampler};
 use crate::model::{AdminState, Backend, BalanceAlgorithm, CheckSpec, HostMatch, Target};
-use crate::runtime::{BackendPlan, FrontendPlan, Runtime, ServerPlan};
+use crate::runtime::{BackendPlan, FrontendPlan, Runtime, ServerPlan, SplitOverride};
 use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,9 +28,13 @@ pub struct Stats {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadView {
+    /// Reloads of the file attempted since the start.
     pub reloads: u64,
     pub failures: u64,
+    /// Set while the last reload failed (until a good one follows).
     pub last_error: Option<String>,
+    /// Unix seconds when the file last applied (at start or by a reload).
+    pub last_success: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +56,8 @@ pub struct RouteStats {
     pub backend: Option<String>,
     /// The weights of a split route.
     pub split: Option<Vec<SplitPart>>,
+    /// The file's weights, when an operator changed the split.
+    pub config_split: Option<Vec<SplitPart>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +94,10 @@ pub struct ServerStats {
     pub health: &'static str,
     pub check_enabled: bool,
     pub weight: u32,
+    /// The file's admin state and weight: differ from `admin_state` and
+    /// `weight` when an operator changed them.
+    pub config_admin_state: &'static str,
+    pub config_weight: u32,
     pub backup: bool,
     pub counters: CountersSnapshot,
     pub rates: Rates,
@@ -141,19 +151,25 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
             backend(b, model, sampler, now, instant)
         })
         .collect();
+    let overrides = runtime.split_overrides();
     let frontends = snapshot
         .frontends
         .iter()
-        .map(|f| frontend(f, &backends, sampler, instant))
+        .map(|f| frontend(f, &backends, &overrides, sampler, instant))
         .collect();
     Stats {
         generation: snapshot.generation,
         uptime_seconds: runtime.uptime().as_secs(),
         now,
         reload: ReloadView {
-            reloads: reload.reloads,
-            failures: reload.failures,
-            last_error: reload.last_error,
+            reloads: reload.ok + reload.failed,
+            failures: reload.failed,
+            last_error: reload.last_error().map(ToString::to_string),
+            last_success: reload.last_success.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs())
+            }),
         },
         frontends,
         backends,
@@ -164,6 +180,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
 fn frontend(
     f: &FrontendPlan,
     backends: &[BackendStats],
+    overrides: &[SplitOverride],
     sampler: &Sampler,
     now: Instant,
 ) -> FrontendStats {
@@ -186,11 +203,24 @@ fn frontend(
                     (None, Some(parts))
                 }
             };
+            let config_split = overrides
+                .iter()
+                .find(|o| o.frontend == f.name && o.route == index)
+                .map(|o| {
+                    o.config
+                        .iter()
+                        .map(|(name, weight)| SplitPart {
+                            backend: name.to_string(),
+                            weight: *weight,
+                        })
+                        .collect()
+                });
             RouteStats {
                 index,
                 matches: describe_route(&r.route),
                 backend,
                 split,
+                config_split,
             }
         })
         .collect();
@@ -310,6 +340,8 @@ fn server(
         },
         check_enabled: !state.is_check_disabled(),
         weight: state.weight(),
+        config_admin_state: state.config_admin_state().as_str(),
+        config_weight: state.config_weight(),
         backup,
         rates: sampler.rates(&key, &counters, instant),
         check: CheckView {

@@ -6,7 +6,8 @@
 
 pub mod demo;
 mod fds;
-mod persist;
+#[doc(hidden)]
+pub mod persist;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,8 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{AdminOptions, AdminServer};
 use crate::config;
+use crate::discovery::FileWatcher;
 use crate::health::{CheckTarget, HealthChecker};
-use crate::model::{FrontendName, Topology};
+use crate::model::{FrontendName, StateFile, Topology};
 use crate::proxy::{AccessLog, Listeners, Shared};
 use crate::runtime::{Runtime, Snapshot};
 
@@ -39,7 +41,8 @@ pub struct StartOptions {
 /// A running proxy.
 pub struct Running {
     pub runtime: Arc<Runtime>,
-    /// Each frontend and the address it is bound to.
+    /// Each frontend and the address it was bound to at start
+    /// (`runtime.bound()` follows reloads).
     pub frontends: Vec<(FrontendName, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<String>,
@@ -55,19 +58,24 @@ pub struct Running {
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
     let grace = topology.global.grace;
-    let state_file = topology.global.state_file.clone();
+    let state_file = match &topology.global.state_file {
+        StateFile::InStateDir => Some(options.state_dir.join("state.json")),
+        StateFile::At(path) => Some(path.clone()),
+        StateFile::Off => None,
+    };
     let access_log = topology.global.access_log;
     let max_connections = fds::max_connections(topology.global.max_connections);
-    let loader = Box::new(|path: &std::path::Path| config::load(path).map_err(|e| e.to_string()));
-    let (runtime, reloader) = Runtime::start(topology, options.config_file.clone(), loader).await;
+    let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    background.spawn(reloader.run(stop_background.clone()));
     if let Some(path) = state_file {
-        let restored = persist::restore(&path, &runtime).await?;
-        if restored > 0 {
-            tracing::info!(file = %path.display(), restored, "server states restored");
+        if let Some(saved) = persist::read(&path)? {
+            let (restored, splits) = persist::apply_servers(saved, &runtime);
+            reloader.restore(splits);
+            if restored > 0 {
+                tracing::info!(file = %path.display(), restored, "operator changes restored");
+            }
         }
         background.spawn(persist::keep_saved(
             path,
@@ -100,27 +108,21 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     background.spawn(admin_server.run(stop_background.clone()));
 
     let mut listeners = Listeners::new(Arc::clone(&shared));
-    let bound = listeners.reconcile(&snapshot).await?;
-    let frontends = bound
-        .iter()
-        .filter_map(|(configured, local)| {
-            snapshot
-                .frontends
-                .iter()
-                .find(|f| f.listen == *configured)
-                .map(|f| (f.name.clone(), *local))
-        })
-        .collect();
+    reloader.start_listening(&mut listeners)?;
+    let frontends = runtime.bound();
+    let stop_accepting = CancellationToken::new();
+    let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
+
+    if let Some(watcher) = FileWatcher::new(Arc::clone(&runtime)) {
+        background.spawn(watcher.run(stop_background.clone()));
+    }
 
     let (targets_tx, targets_rx) = watch::channel(Arc::new(check_targets(&snapshot)));
     background.spawn(HealthChecker::new(targets_rx, stop_background.clone()).run());
-
-    let stop_accepting = CancellationToken::new();
-    let listeners_done = tokio::spawn(follow_snapshots(
-        listeners,
+    background.spawn(follow_snapshots(
         runtime.subscribe(),
         targets_tx,
-        stop_accepting.clone(),
+        stop_background.clone(),
     ));
 
     Ok(Running {
@@ -179,10 +181,8 @@ impl Running {
     }
 }
 
-/// Keeps listeners and health checks in step with each new snapshot until
-/// accepting stops.
+/// Keeps the health checks in step with each new snapshot until `stop`.
 async fn follow_snapshots(
-    mut listeners: Listeners,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     targets: watch::Sender<Arc<Vec<CheckTarget>>>,
     stop: CancellationToken,
@@ -195,14 +195,10 @@ async fn follow_snapshots(
                     break;
                 }
                 let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                if let Err(e) = listeners.reconcile(&snapshot).await {
-                    tracing::error!("{e}; the other listeners keep serving");
-                }
                 targets.send_replace(Arc::new(check_targets(&snapshot)));
             }
         }
     }
-    listeners.close();
 }
 
 /// The servers to check in `snapshot`.

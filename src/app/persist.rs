@@ -1,7 +1,13 @@
-//! The state file: admin states and weights set by operators survive a
-//! restart. Each entry also records the config's own value at the time, so
-//! a config that changed that server's line since wins, as on reload.
+//! The state file: admin states, weights and split weights set by operators
+//! survive reloads (the writer keeps them) and restarts (this file). Each
+//! entry also records the config's own value at the time, so a config that
+//! changed that line since wins, as on reload.
+//! Invariant: the file is replaced atomically (temporary file, fsync,
+//! rename, fsync of the directory): after a crash at any point it holds
+//! either the old or the new content, never a mix.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,19 +15,23 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::AdminState;
-use crate::runtime::Runtime;
+use crate::model::{AdminState, BackendName, FrontendName};
+use crate::runtime::{Runtime, SplitOverride};
 
 /// How often the state file is brought up to date (only written on change).
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+const SAVE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct StateFile {
+#[serde(deny_unknown_fields)]
+pub(crate) struct StateFile {
     version: u32,
     servers: Vec<Entry>,
+    #[serde(default)]
+    splits: Vec<SplitEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Entry {
     backend: String,
     server: String,
@@ -31,18 +41,34 @@ struct Entry {
     config_weight: u32,
 }
 
-/// Applies a saved state file to the servers of the running config; returns
-/// how many servers took a saved value. A missing file is no error.
-pub async fn restore(path: &Path, runtime: &Runtime) -> anyhow::Result<usize> {
-    let text = match tokio::fs::read_to_string(path).await {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitEntry {
+    frontend: String,
+    route: usize,
+    config: BTreeMap<String, u32>,
+    weights: BTreeMap<String, u32>,
+}
+
+/// Reads a saved state file; a missing file is an empty one.
+pub(crate) fn read(path: &Path) -> anyhow::Result<Option<StateFile>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => anyhow::bail!("cannot read state file {}: {e}", path.display()),
     };
-    let file: StateFile = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("state file {} is not valid: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("state file {} is not valid: {e}", path.display()))
+}
+
+/// Applies the saved admin states and weights to the servers of the running
+/// config (where the config did not change that line since); returns how
+/// many servers took a saved value and the saved split weights, which the
+/// writer applies where the config's split is still the one they were set
+/// against.
+pub(crate) fn apply_servers(file: StateFile, runtime: &Runtime) -> (usize, Vec<SplitOverride>) {
     let mut restored = 0;
-    let mut weights_changed = false;
     for entry in file.servers {
         let Some(state) = runtime.registry().get(&entry.backend, &entry.server) else {
             continue;
@@ -59,18 +85,30 @@ pub async fn restore(path: &Path, runtime: &Runtime) -> anyhow::Result<usize> {
         if entry.config_weight == state.config_weight()
             && state.set_weight(entry.weight) != entry.weight
         {
-            weights_changed = true;
             restored += 1;
         }
     }
-    if weights_changed {
-        let _generation = runtime.rebuild().await;
-    }
-    Ok(restored)
+    let named = |m: BTreeMap<String, u32>| -> Vec<(BackendName, u32)> {
+        m.into_iter()
+            .map(|(n, w)| (BackendName::new(&n), w))
+            .collect()
+    };
+    let splits: Vec<SplitOverride> = file
+        .splits
+        .into_iter()
+        .map(|s| SplitOverride {
+            frontend: FrontendName::new(&s.frontend),
+            route: s.route,
+            config: named(s.config),
+            weights: named(s.weights),
+        })
+        .collect();
+    restored += splits.len();
+    (restored, splits)
 }
 
-/// Writes the state file whenever an admin state or weight changed, and once
-/// more when `shutdown` is cancelled.
+/// Writes the state file whenever an operator value changed, and once more
+/// when `shutdown` is cancelled.
 pub async fn keep_saved(path: PathBuf, runtime: Arc<Runtime>, shutdown: CancellationToken) {
     let mut last: Option<StateFile> = None;
     loop {
@@ -80,9 +118,15 @@ pub async fn keep_saved(path: PathBuf, runtime: Arc<Runtime>, shutdown: Cancella
         };
         let current = collect(&runtime);
         if last.as_ref() != Some(&current) {
-            match write(&path, &current).await {
+            let (p, file) = (path.clone(), current.clone());
+            let written = tokio::task::spawn_blocking(move || write(&p, &file))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match written {
                 Ok(()) => last = Some(current),
-                Err(e) => tracing::error!(file = %path.display(), "cannot save server states: {e}"),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), "cannot save operator state: {e}")
+                }
             }
         }
         if stop {
@@ -106,16 +150,81 @@ fn collect(runtime: &Runtime) -> StateFile {
         })
         .collect();
     servers.sort_by(|a, b| (&a.backend, &a.server).cmp(&(&b.backend, &b.server)));
+    let by_name = |w: &[(BackendName, u32)]| -> BTreeMap<String, u32> {
+        w.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+    };
+    let mut splits: Vec<SplitEntry> = runtime
+        .split_overrides()
+        .iter()
+        .map(|o| SplitEntry {
+            frontend: o.frontend.to_string(),
+            route: o.route,
+            config: by_name(&o.config),
+            weights: by_name(&o.weights),
+        })
+        .collect();
+    splits.sort_by(|a, b| (&a.frontend, a.route).cmp(&(&b.frontend, b.route)));
     StateFile {
-        version: 1,
+        version: 2,
         servers,
+        splits,
     }
 }
 
-/// Replaces the file atomically: write a temporary file, then rename it.
-async fn write(path: &Path, file: &StateFile) -> std::io::Result<()> {
+/// Replaces the file atomically.
+fn write(path: &Path, file: &StateFile) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, text).await?;
-    tokio::fs::rename(&tmp, path).await
+    write_atomically(path, &text)
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves the old
+/// or the new content: write a temporary file beside it, fsync it, rename it
+/// over `path`, fsync the directory (which makes the rename durable).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let mut out = std::fs::File::create(&tmp)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    drop(out);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// Rewrites a state file at `path` forever, each version different and
+/// larger or smaller than the last: lets a test kill the process at random
+/// points of a write and check that the file always parses.
+#[doc(hidden)]
+pub fn write_forever(path: &Path) -> std::io::Result<()> {
+    for round in 0u32.. {
+        let servers = (0..(round % 50) + 1)
+            .map(|i| Entry {
+                backend: format!("backend-{i}"),
+                server: format!("server-{round}-{i}"),
+                state: "maint".to_owned(),
+                config_state: "ready".to_owned(),
+                weight: round % 257,
+                config_weight: 1,
+            })
+            .collect();
+        let file = StateFile {
+            version: 2,
+            servers,
+            splits: Vec::new(),
+        };
+        write(path, &file)?;
+    }
+    Ok(())
+}
+
+/// Whether `path` holds a state file this version reads.
+#[doc(hidden)]
+pub fn is_valid(path: &Path) -> bool {
+    matches!(read(path), Ok(Some(_)))
 }

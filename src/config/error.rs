@@ -68,7 +68,7 @@ impl fmt::Display for ConfigError {
 
 impl ConfigErrors {
     /// The file could not be read at all.
-    pub(crate) fn unreadable(file: &Path, err: &std::io::Error) -> ConfigErrors {
+    pub fn unreadable(file: &Path, err: &std::io::Error) -> ConfigErrors {
         ConfigErrors {
             file: file.to_path_buf(),
             errors: vec![ConfigError {

@@ -32,8 +32,17 @@ pub struct RawConfig {
 pub struct RawGlobal {
     pub grace: Option<Text>,
     pub access_log: Option<Text>,
-    pub state_file: Option<Text>,
+    pub state_file: Option<Spanned<PathOrOff>>,
     pub max_connections: Option<Int>,
+    pub watch: Option<bool>,
+}
+
+/// A path, or `false` to turn the feature off (`true` means the default).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PathOrOff {
+    Path(String),
+    Flag(bool),
 }
 
 #[derive(Debug, Default, Deserialize)]

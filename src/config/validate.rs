@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Collector, ConfigErrors, line_column};
-use super::raw::{Int, RawAdmin, RawConfig, RawGlobal, Text};
+use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, Text};
 use super::values::{in_range, parse_socket_addr};
 use super::{backend, duration::parse_duration, frontend};
-use crate::model::{Admin, BackendId, Global, LogFormat, Topology};
+use toml::Spanned;
+
+use crate::model::{Admin, BackendId, Global, LogFormat, StateFile, Topology};
 
 pub(crate) fn validate(
     raw: RawConfig,
@@ -84,13 +86,30 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
                 _ => Err(format!(r#"expected "text", "json" or "off", got {s:?}"#)),
             },
         ),
-        state_file: optional(c, at, "state_file", raw.state_file.as_ref(), None, |s| {
-            file_path(s).map(Some)
-        }),
+        state_file: state_file(c, raw.state_file.as_ref()),
+        watch: raw.watch.unwrap_or(true),
         max_connections: raw
             .max_connections
             .as_ref()
             .map(|n| integer(c, at, "max_connections", Some(n), 10_000, 1..=u32::MAX) as usize),
+    }
+}
+
+/// `state_file = "path"`, `false` (off) or `true` (the default place).
+fn state_file(c: &mut Collector<'_>, raw: Option<&Spanned<PathOrOff>>) -> StateFile {
+    let Some(raw) = raw else {
+        return StateFile::InStateDir;
+    };
+    match raw.get_ref() {
+        PathOrOff::Flag(false) => StateFile::Off,
+        PathOrOff::Flag(true) => StateFile::InStateDir,
+        PathOrOff::Path(path) => match file_path(path) {
+            Ok(path) => StateFile::At(path),
+            Err(message) => {
+                c.at(raw.span(), "global.state_file".to_owned(), message);
+                StateFile::InStateDir
+            }
+        },
     }
 }
 

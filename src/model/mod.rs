@@ -31,6 +31,14 @@ impl Topology {
             .find(|(_, b)| &*b.name == name)
             .map(|(i, b)| (BackendId(i), b))
     }
+
+    /// Every file the config names besides itself, whose change must reload
+    /// it (today none is read at load; TLS certificates and error pages add
+    /// theirs here). A plain list: the file watcher watches their parent
+    /// directories.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Process-wide settings.
@@ -40,11 +48,25 @@ pub struct Global {
     pub grace: Duration,
     /// Access log: `None` writes none.
     pub access_log: Option<LogFormat>,
-    /// Where operator-set admin states are persisted across restarts.
-    pub state_file: Option<PathBuf>,
+    /// Where operator changes (admin states, weights, split weights) are
+    /// persisted across restarts.
+    pub state_file: StateFile,
+    /// Reload when the config file (or a file it names) changes.
+    pub watch: bool,
     /// Most client connections open at once, over all frontends; `None`
     /// derives it from the open-file limit at start.
     pub max_connections: Option<usize>,
+}
+
+/// Where the state file lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateFile {
+    /// `state.json` in the state directory (the one holding the admin token).
+    InStateDir,
+    /// This path.
+    At(PathBuf),
+    /// `state_file = false`: operator changes last until the process ends.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

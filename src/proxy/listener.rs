@@ -1,5 +1,9 @@
-//! Listeners: bound per frontend address, reconciled with each snapshot,
-//! and the accept loop that hands each connection to hyper.
+//! Listeners: bound per frontend address by the reload writer (through
+//! `runtime::ListenerControl`: bind all new addresses, swap, then start or
+//! stop accepting), and the accept loop that hands each connection to hyper.
+//! Invariant: an address shared by two snapshots keeps its socket and its
+//! open connections; a removed address stops accepting and its connections
+//! finish.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,17 +22,22 @@ use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
-use crate::model::FrontendTimeouts;
-use crate::runtime::Snapshot;
+use crate::model::{FrontendName, FrontendTimeouts};
+use crate::runtime::{BindError, ListenerControl, Snapshot};
 
 /// Back-off after an accept error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The bound listeners, keyed by the frontend's configured address.
+/// The bound listeners, keyed by the frontend's configured address. Driven
+/// by the reload writer through `ListenerControl`.
 #[derive(Debug)]
 pub struct Listeners {
     shared: Arc<Shared>,
     bound: HashMap<SocketAddr, Bound>,
+    /// Bound by `prepare`, not accepting until `commit`.
+    pending: Vec<(SocketAddr, TcpListener)>,
+    /// Frontend names in snapshot order with their configured address.
+    order: Vec<(FrontendName, SocketAddr)>,
 }
 
 #[derive(Debug)]
@@ -42,31 +51,38 @@ impl Listeners {
         Listeners {
             shared,
             bound: HashMap::new(),
+            pending: Vec::new(),
+            order: Vec::new(),
         }
     }
+}
 
-    /// Binds every frontend address of `snapshot` not yet bound and stops
-    /// accepting on addresses no frontend has any more; unchanged addresses
-    /// keep their sockets and open connections. Returns (configured address,
-    /// bound address) per frontend, or the first address that failed to bind.
-    pub async fn reconcile(
-        &mut self,
-        snapshot: &Snapshot,
-    ) -> Result<Vec<(SocketAddr, SocketAddr)>, BindError> {
-        let wanted: Vec<SocketAddr> = snapshot.frontends.iter().map(|f| f.listen).collect();
-        let mut fresh = Vec::new();
-        for &addr in &wanted {
-            if !self.bound.contains_key(&addr) {
-                let listener = bind(addr)
-                    .await
-                    .map_err(|source| BindError { addr, source })?;
-                fresh.push((addr, listener));
+impl ListenerControl for Listeners {
+    fn prepare(&mut self, next: &Snapshot) -> Result<(), BindError> {
+        self.abort();
+        for frontend in &next.frontends {
+            let addr = frontend.listen;
+            if self.bound.contains_key(&addr) || self.pending.iter().any(|(a, _)| *a == addr) {
+                continue;
+            }
+            match bind(addr) {
+                Ok(listener) => self.pending.push((addr, listener)),
+                Err(source) => {
+                    self.pending.clear();
+                    return Err(BindError {
+                        frontend: frontend.name.clone(),
+                        addr,
+                        source,
+                    });
+                }
             }
         }
-        for (addr, listener) in fresh {
-            let local = listener
-                .local_addr()
-                .map_err(|source| BindError { addr, source })?;
+        Ok(())
+    }
+
+    fn commit(&mut self, next: &Arc<Snapshot>) {
+        for (addr, listener) in self.pending.drain(..) {
+            let local = listener.local_addr().unwrap_or(addr);
             let stop = CancellationToken::new();
             tokio::spawn(accept_loop(
                 listener,
@@ -74,45 +90,49 @@ impl Listeners {
                 Arc::clone(&self.shared),
                 stop.clone(),
             ));
-            let frontend = snapshot
-                .frontends
-                .iter()
-                .find(|f| f.listen == addr)
-                .map(|f| f.name.clone());
-            tracing::info!(frontend = %frontend.as_deref().unwrap_or("-"), listen = %local, "frontend listening");
+            let frontend = next.frontends.iter().find(|f| f.listen == addr);
+            tracing::info!(
+                frontend = %frontend.map_or("-", |f| &*f.name),
+                listen = %local,
+                "frontend listening"
+            );
             self.bound.insert(addr, Bound { local, stop });
         }
         self.bound.retain(|addr, bound| {
-            let keep = wanted.contains(addr);
+            let keep = next.frontends.iter().any(|f| f.listen == *addr);
             if !keep {
                 bound.stop.cancel();
                 tracing::info!(listen = %bound.local, "listener removed; open connections finish");
             }
             keep
         });
-        Ok(wanted
+        self.order = next
+            .frontends
             .iter()
-            .filter_map(|a| self.bound.get(a).map(|b| (*a, b.local)))
-            .collect())
+            .map(|f| (f.name.clone(), f.listen))
+            .collect();
     }
 
-    /// Stops accepting everywhere; open connections are not touched.
-    pub fn close(&mut self) {
+    fn abort(&mut self) {
+        self.pending.clear();
+    }
+
+    fn bound(&self) -> Vec<(FrontendName, SocketAddr)> {
+        self.order
+            .iter()
+            .filter_map(|(name, addr)| self.bound.get(addr).map(|b| (name.clone(), b.local)))
+            .collect()
+    }
+
+    fn close(&mut self) {
+        self.pending.clear();
         for (_, bound) in self.bound.drain() {
             bound.stop.cancel();
         }
     }
 }
 
-/// A frontend address that could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
-}
-
-async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

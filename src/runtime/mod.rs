@@ -1,76 +1,104 @@
 //! The live snapshot and its single writer. Owns `Runtime` (one `ArcSwap`
-//! of `Snapshot`, read once per request) and `Reloader` (the one task that
-//! loads, validates, builds and swaps).
-//! Invariant: only the reloader stores into the `ArcSwap`; a failed load
-//! changes nothing; background tasks follow snapshots through a `watch`
-//! channel, never the request path.
+//! of `Snapshot`, read once per request, and the handle every change goes
+//! through) and `Reloader` (the one task that loads, validates, builds and
+//! swaps; see `writer`).
+//! Invariant: only the reloader stores into the `ArcSwap`, and every change
+//! to the running topology (file reload, signal, API edit, DNS, weights) is
+//! a `Command` on its one channel, answered with its outcome; a failed
+//! request changes nothing; background tasks follow snapshots through a
+//! `watch` channel, never the request path.
 
 mod dns;
+mod listen;
 mod snapshot;
+pub mod splits;
+mod status;
+mod writer;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
+pub use listen::{BindError, ListenerControl};
 pub use snapshot::{
     BackendPlan, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan, Snapshot,
     TargetPlan,
 };
+pub use splits::{SplitOverride, SplitWeights};
+pub use status::{ReloadAttempt, ReloadCause, ReloadError, ReloadStatus};
+pub use writer::Reloader;
 
-use crate::model::{ServerAddress, Topology};
+use crate::model::{FrontendName, Topology};
 use crate::state::StateRegistry;
-use crate::upstream::PoolRegistry;
 
 /// How often server host names are resolved again.
 pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 
-/// Why a reload did not happen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReloadError {
-    /// The file failed to load or validate; the text names file, line, field.
-    #[error("{0}")]
-    Invalid(String),
-    /// The runtime has no config file to reload from.
-    #[error("no config file to reload")]
-    NoFile,
-    #[error("reloader stopped")]
-    Stopped,
-}
+/// What a request to the writer ends in: the generation now serving, or why
+/// nothing changed.
+pub type Outcome = Result<u64, ReloadError>;
 
-/// The last reload's outcome, for the admin API and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadStatus {
-    pub reloads: u64,
-    pub failures: u64,
-    pub last_error: Option<String>,
-}
-
-/// Loads and validates a config file into a topology, or explains why not.
-pub type Loader = Box<dyn Fn(&std::path::Path) -> Result<Topology, String> + Send + Sync>;
-
-enum Command {
+/// A change to the running topology, sent to the one writer. Replicas
+/// sharing operator changes add one variant here.
+#[derive(Debug)]
+pub enum Command {
     /// Re-read the config file.
-    Reload(oneshot::Sender<Result<u64, ReloadError>>),
-    /// Rebuild from the current topology (weights changed, names resolved).
-    Rebuild(oneshot::Sender<Result<u64, ReloadError>>),
-    /// Replace the topology with this one.
-    Replace(Box<Topology>, oneshot::Sender<Result<u64, ReloadError>>),
+    Reload(ReloadCause),
+    /// Serve this topology (validated by the caller) as if the file said it.
+    Replace(Box<Topology>),
+    /// Rebuild from the current topology (weights changed in `state`).
+    Rebuild,
+    /// Set a server's weight and rebuild its backend's balancer.
+    SetWeight {
+        backend: String,
+        server: String,
+        weight: u32,
+    },
+    /// Set weights in a route's split; held until the file changes it.
+    SetSplit {
+        frontend: String,
+        route: usize,
+        weights: SplitWeights,
+    },
+    /// Split weights saved before a restart; those whose route the file
+    /// still splits the same way apply.
+    RestoreSplits(Vec<SplitOverride>),
+    /// Drop operator changes: the file's values apply again.
+    ResetToConfig(ResetScope),
+}
+
+/// What "reset to config" covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetScope {
+    /// Every server and route.
+    All,
+    /// One server's admin state and weight.
+    Server { backend: String, server: String },
+    /// One route's split weights.
+    Route { frontend: String, route: usize },
 }
 
 /// The live snapshot and the handles to change it. Shared as `Arc<Runtime>`.
 pub struct Runtime {
     current: ArcSwap<Snapshot>,
     registry: StateRegistry,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<(Command, oneshot::Sender<Outcome>)>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    config_file: Option<PathBuf>,
+    /// Written by the reloader only (never per request).
     status: Mutex<ReloadStatus>,
+    /// The split weights operators set, by the reloader only.
+    splits: Mutex<Vec<SplitOverride>>,
+    /// The text of the config file the running topology was loaded from.
+    source: Mutex<Option<Arc<str>>>,
+    /// Each frontend and the address its listener is bound to; read by the
+    /// admin server and tests, written by the reloader (never per request).
+    bound: Mutex<Vec<(FrontendName, SocketAddr)>>,
     generation: AtomicU64,
     started: std::time::Instant,
 }
@@ -84,53 +112,14 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Builds the first snapshot from `topology` and returns the runtime with
-    /// its reloader, which the caller runs (`Reloader::run`).
+    /// Builds the first snapshot from `topology` (loaded from `config_file`
+    /// when there is one) and returns the runtime with its reloader, which
+    /// the caller runs (`Reloader::run`).
     pub async fn start(
         topology: Topology,
         config_file: Option<PathBuf>,
-        loader: Loader,
     ) -> (Arc<Runtime>, Reloader) {
-        let registry = StateRegistry::default();
-        let pools = PoolRegistry::default();
-        let topology = Arc::new(topology);
-        let mut last_good = dns::LastGood::default();
-        let resolved = last_good.apply(
-            dns::resolve_all(&snapshot::names_to_resolve(&topology)).await,
-            std::time::Instant::now(),
-            dns::HOLD_VALID,
-        );
-        let first = Arc::new(Snapshot::build(
-            1,
-            Arc::clone(&topology),
-            &resolved,
-            &registry,
-            &pools,
-        ));
-        let (tx, rx) = mpsc::channel(16);
-        let (watch_tx, watch_rx) = watch::channel(Arc::clone(&first));
-        let runtime = Arc::new(Runtime {
-            current: ArcSwap::new(first),
-            registry: registry.clone(),
-            commands: tx,
-            snapshots: watch_rx,
-            status: Mutex::new(ReloadStatus::default()),
-            generation: AtomicU64::new(1),
-            started: std::time::Instant::now(),
-        });
-        let reloader = Reloader {
-            runtime: Arc::clone(&runtime),
-            commands: rx,
-            watch: watch_tx,
-            topology,
-            resolved,
-            last_good,
-            registry,
-            pools,
-            config_file,
-            loader,
-        };
-        (runtime, reloader)
+        writer::start(topology, config_file).await
     }
 
     /// The snapshot to use for one whole request.
@@ -147,8 +136,29 @@ impl Runtime {
         &self.registry
     }
 
+    /// The file reloads re-read, if any.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
     pub fn reload_status(&self) -> ReloadStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The split weights operators set that hold now.
+    pub fn split_overrides(&self) -> Vec<SplitOverride> {
+        self.splits.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The config text the running topology was loaded from; `None` when it
+    /// was built in code.
+    pub fn config_source(&self) -> Option<Arc<str>> {
+        self.source.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Each frontend and the address its listener is bound to now.
+    pub fn bound(&self) -> Vec<(FrontendName, SocketAddr)> {
+        self.bound.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -156,150 +166,28 @@ impl Runtime {
     }
 
     /// Re-reads the config file; returns the new generation or why not.
-    pub async fn reload(&self) -> Result<u64, ReloadError> {
-        self.ask(Command::Reload).await
+    pub async fn reload(&self, cause: ReloadCause) -> Outcome {
+        self.ask(Command::Reload(cause)).await
     }
 
     /// Rebuilds the snapshot from the current topology, taking operator
     /// weight changes into the balancers.
-    pub async fn rebuild(&self) -> Result<u64, ReloadError> {
+    pub async fn rebuild(&self) -> Outcome {
         self.ask(Command::Rebuild).await
     }
 
     /// Swaps in `topology` (validated by the caller).
-    pub async fn replace(&self, topology: Topology) -> Result<u64, ReloadError> {
-        self.ask(|tx| Command::Replace(Box::new(topology), tx))
-            .await
+    pub async fn replace(&self, topology: Topology) -> Outcome {
+        self.ask(Command::Replace(Box::new(topology))).await
     }
 
-    async fn ask(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<u64, ReloadError>>) -> Command,
-    ) -> Result<u64, ReloadError> {
+    /// Sends `command` to the writer and waits for its outcome.
+    pub async fn ask(&self, command: Command) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(command(tx))
+            .send((command, tx))
             .await
             .map_err(|_| ReloadError::Stopped)?;
         rx.await.map_err(|_| ReloadError::Stopped)?
-    }
-}
-
-/// The single writer of the snapshot.
-pub struct Reloader {
-    runtime: Arc<Runtime>,
-    commands: mpsc::Receiver<Command>,
-    watch: watch::Sender<Arc<Snapshot>>,
-    topology: Arc<Topology>,
-    resolved: HashMap<ServerAddress, Option<SocketAddr>>,
-    /// Addresses kept for names that stopped resolving (`hold_valid`).
-    last_good: dns::LastGood,
-    registry: StateRegistry,
-    pools: PoolRegistry,
-    config_file: Option<PathBuf>,
-    loader: Loader,
-}
-
-impl Reloader {
-    /// Serves reload requests and refreshes DNS until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut dns_tick = tokio::time::interval(DNS_REFRESH);
-        dns_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        dns_tick.tick().await;
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                command = self.commands.recv() => match command {
-                    None => return,
-                    Some(Command::Reload(reply)) => {
-                        let result = self.reload_file().await;
-                        let _ignored = reply.send(result);
-                    }
-                    Some(Command::Rebuild(reply)) => {
-                        let _ignored = reply.send(Ok(self.swap()));
-                    }
-                    Some(Command::Replace(topology, reply)) => {
-                        let result = self.install(*topology).await;
-                        let _ignored = reply.send(Ok(result));
-                    }
-                },
-                _ = dns_tick.tick() => self.refresh_dns().await,
-            }
-        }
-    }
-
-    async fn reload_file(&mut self) -> Result<u64, ReloadError> {
-        let Some(path) = self.config_file.clone() else {
-            return Err(ReloadError::NoFile);
-        };
-        match (self.loader)(&path) {
-            Ok(topology) => {
-                let generation = self.install(topology).await;
-                self.record(None);
-                tracing::info!(generation, file = %path.display(), "config reloaded");
-                Ok(generation)
-            }
-            Err(message) => {
-                tracing::error!(file = %path.display(), "config reload failed, keeping the running config:\n{message}");
-                self.record(Some(message.clone()));
-                Err(ReloadError::Invalid(message))
-            }
-        }
-    }
-
-    fn record(&self, error: Option<String>) {
-        if let Ok(mut status) = self.runtime.status.lock() {
-            status.reloads += 1;
-            if error.is_some() {
-                status.failures += 1;
-            }
-            status.last_error = error;
-        }
-    }
-
-    async fn install(&mut self, topology: Topology) -> u64 {
-        let names = snapshot::names_to_resolve(&topology);
-        self.resolved = self.resolve(&names).await;
-        self.topology = Arc::new(topology);
-        self.swap()
-    }
-
-    async fn refresh_dns(&mut self) {
-        let names = snapshot::names_to_resolve(&self.topology);
-        if names.is_empty() {
-            return;
-        }
-        let resolved = self.resolve(&names).await;
-        if resolved != self.resolved {
-            tracing::info!("server addresses changed in DNS");
-            self.resolved = resolved;
-            self.swap();
-        }
-    }
-
-    /// Resolves `names`, keeping the last good address of a name that
-    /// fails for `HOLD_VALID`.
-    async fn resolve(
-        &mut self,
-        names: &[ServerAddress],
-    ) -> HashMap<ServerAddress, Option<SocketAddr>> {
-        let fresh = dns::resolve_all(names).await;
-        self.last_good
-            .apply(fresh, std::time::Instant::now(), dns::HOLD_VALID)
-    }
-
-    /// Builds a snapshot of the current topology and stores it.
-    fn swap(&mut self) -> u64 {
-        let generation = self.runtime.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let snapshot = Arc::new(Snapshot::build(
-            generation,
-            Arc::clone(&self.topology),
-            &self.resolved,
-            &self.registry,
-            &self.pools,
-        ));
-        self.runtime.current.store(Arc::clone(&snapshot));
-        self.watch.send_replace(snapshot);
-        generation
     }
 }

@@ -128,21 +128,26 @@ impl Snapshot {
                 counters: registry.frontend(&f.name),
             })
             .collect();
-        registry.retain(&topology);
-        pools.retain(|b, s, a| {
-            backends.iter().any(|bp| {
-                bp.name == *b
-                    && bp.servers.iter().any(|sp| {
-                        sp.state.server == *s && sp.pool.as_ref().is_some_and(|p| p.addr == a)
-                    })
-            })
-        });
         Snapshot {
             generation,
             topology,
             frontends,
             backends,
         }
+    }
+
+    /// Drops the live state and idle connections of servers this snapshot
+    /// no longer has; called once it is the running snapshot.
+    pub fn forget_removed(&self, registry: &StateRegistry, pools: &PoolRegistry) {
+        registry.retain(&self.topology);
+        pools.retain(|b, s, a| {
+            self.backends.iter().any(|bp| {
+                bp.name == *b
+                    && bp.servers.iter().any(|sp| {
+                        sp.state.server == *s && sp.pool.as_ref().is_some_and(|p| p.addr == a)
+                    })
+            })
+        });
     }
 
     /// The frontend with this name.

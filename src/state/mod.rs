@@ -299,8 +299,9 @@ impl ServerState {
     }
 
     /// Applies the config's admin state and weight on reload: they win only
-    /// when the config's own value changed since the last build.
-    pub fn apply_config(&self, admin: AdminState, weight: u32) {
+    /// when the config's own value changed since the last build. Returns
+    /// whether the weight changed.
+    pub fn apply_config(&self, admin: AdminState, weight: u32) -> bool {
         let old_admin = decode_admin(
             self.config_admin
                 .swap(encode_admin(admin), Ordering::AcqRel),
@@ -309,9 +310,7 @@ impl ServerState {
             self.set_admin_state(admin);
         }
         let old_weight = self.config_weight.swap(weight, Ordering::AcqRel);
-        if old_weight != weight {
-            self.set_weight(weight);
-        }
+        old_weight != weight && self.set_weight(weight) != weight
     }
 }
 

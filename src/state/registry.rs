@@ -20,23 +20,39 @@ pub struct StateRegistry {
 
 impl StateRegistry {
     /// The state for this server of `backend`, created from the config on
-    /// first sight and updated with the config's admin state and weight when
-    /// they changed, and with the backend's `drain_to_maint`.
+    /// first sight. An existing server's state is not touched: the config's
+    /// changes apply with `apply_config`, once the new snapshot is sure to
+    /// be served.
     pub fn server(&self, backend: &Backend, server: &Server) -> Arc<ServerState> {
         let mut map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         let key = (backend.name.clone(), server.name.clone());
         let state = map.entry(key).or_insert_with(|| {
-            Arc::new(ServerState::new(
+            let state = ServerState::new(
                 backend.name.clone(),
                 server.name.clone(),
                 server.state,
                 server.weight,
-            ))
+            );
+            state.set_drain_to_maint(backend.drain_to_maint);
+            Arc::new(state)
         });
-        // Before the admin state, so a DRAIN from the config follows it.
-        state.set_drain_to_maint(backend.drain_to_maint);
-        state.apply_config(server.state, server.weight);
         Arc::clone(state)
+    }
+
+    /// Updates every server of `topology` with the config's admin state and
+    /// weight where they changed, and with the backend's `drain_to_maint`.
+    /// Returns whether any weight changed (balancers must be rebuilt).
+    pub fn apply_config(&self, topology: &Topology) -> bool {
+        let mut weights_changed = false;
+        for backend in &topology.backends {
+            for server in &backend.servers {
+                let state = self.server(backend, server);
+                // Before the admin state, so a DRAIN from the config follows it.
+                state.set_drain_to_maint(backend.drain_to_maint);
+                weights_changed |= state.apply_config(server.state, server.weight);
+            }
+        }
+        weights_changed
     }
 
     /// The counters of a frontend, kept across reloads by name.

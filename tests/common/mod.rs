@@ -20,17 +20,37 @@ use switchyard::app::{self, Running, StartOptions};
 
 pub use backend::Backend;
 
-/// Starts the proxy with this config text.
+/// Starts the proxy with this config text, with a state directory of its
+/// own (so no test sees another's state file).
 pub async fn start_proxy(toml: &str) -> Running {
+    static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("switchyard-test-{}-{n}", std::process::id()));
+    let _fresh = std::fs::remove_dir_all(&dir);
     let topology = switchyard::config::parse(toml, Path::new("test.toml"))
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-    let dir = std::env::temp_dir().join(format!("switchyard-test-{}", std::process::id()));
+    start_with(topology, None, dir).await
+}
+
+/// Starts the proxy from a config file that reloads re-read, with generated
+/// files (admin token, state file) in `state_dir`.
+pub async fn start_from_file(file: &Path, state_dir: &Path) -> Running {
+    let topology =
+        switchyard::config::load(file).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    start_with(topology, Some(file.to_path_buf()), state_dir.to_path_buf()).await
+}
+
+async fn start_with(
+    topology: switchyard::model::Topology,
+    config_file: Option<std::path::PathBuf>,
+    state_dir: std::path::PathBuf,
+) -> Running {
     app::start(
         topology,
         StartOptions {
-            config_file: None,
+            config_file,
             admin_token: Some("test-token".to_owned()),
-            state_dir: dir,
+            state_dir,
         },
     )
     .await

@@ -51,8 +51,9 @@ fn minimal_config_gets_every_default() {
         global: Global {
             grace: s(10),
             access_log: Some(LogFormat::Text),
-            state_file: None,
+            state_file: StateFile::InStateDir,
             max_connections: None,
+            watch: true,
         },
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
@@ -106,6 +107,7 @@ grace = "30s"
 access_log = "off"
 state_file = "/var/lib/switchyard/state.json"
 max_connections = 500
+watch = false
 
 [admin]
 listen = "127.0.0.1:9001"
@@ -171,8 +173,9 @@ fn full_config_maps_every_key() {
         Global {
             grace: Duration::from_secs(30),
             access_log: None,
-            state_file: Some("/var/lib/switchyard/state.json".into()),
+            state_file: StateFile::At("/var/lib/switchyard/state.json".into()),
             max_connections: Some(500),
+            watch: false,
         }
     );
     assert_eq!(
