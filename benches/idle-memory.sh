@@ -18,8 +18,11 @@ bare="$here/target/release/examples/bare_hyper"
 for f in "$bin" "$bare"; do
   [[ -x "$f" ]] || { echo "missing $f: cargo build --release && cargo build --release --example bare_hyper" >&2; exit 1; }
 done
-# Each idle connection takes a descriptor in the client and in the server.
-ulimit -n $((n * 2 + 1024))
+# Each idle connection takes a descriptor in the client and one in the
+# server (separate processes); raise the soft limit, within the hard one.
+want=$((n + 1024)); hard=$(ulimit -Hn)
+[[ "$hard" == unlimited || "$hard" -ge "$want" ]] || { echo "hard open-file limit $hard < $want" >&2; exit 1; }
+ulimit -n "$want"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -236,9 +236,7 @@ impl Reloader {
     /// Serves `file` from now on, with the split overrides that still match.
     async fn install(&mut self, file: Topology, listeners: &mut dyn ListenerControl) -> Outcome {
         let (topology, kept) = splits::apply(file.clone(), self.overrides.clone());
-        let resolved = self
-            .resolve(&snapshot::names_to_resolve(&topology))
-            .await;
+        let resolved = self.resolve(&snapshot::names_to_resolve(&topology)).await;
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.file = Arc::new(file);
         self.set_overrides(kept);
