@@ -2,7 +2,10 @@
 # Starts Switchyard as a candidate of ../shared/bench/proxy-bench.sh: turns the
 # harness's BENCH_* variables into a config (round robin over the two origins,
 # pooled keep-alive upstream connections, X-Forwarded-For, no access log) and
-# runs the release binary with one worker thread, as the peers run.
+# runs the release binary with one worker thread, as the peers run. With
+# BENCH_TLS_LISTEN, BENCH_CERT and BENCH_KEY set (the harness's h2tls
+# scenarios) a second frontend terminates TLS there with that certificate.
+# BENCH_RULES=1 adds a route with one header rule and one rewrite (below).
 #
 #   cargo build --release
 #   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
@@ -11,6 +14,26 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
 conf="$BENCH_WORKDIR/switchyard.toml"
+# BENCH_RULES=1 sends every request through a route with one request header
+# rule and one path rewrite (to the same path), to measure their cost beside
+# the plain figure.
+rules_route=""
+if [ "${BENCH_RULES:-0}" = "1" ]; then
+  rules_route='  [[frontend.route]]
+  path_prefix = "/"
+  rewrite = { regex = "^/(.*)$", to = "/$1" }
+  request_headers = { set = { "X-Client" = "{client_ip}" } }
+  backend = "origins"'
+fi
+tls_frontend=""
+if [ -n "${BENCH_TLS_LISTEN:-}" ]; then
+    tls_frontend="[[frontend]]
+name = \"bench-tls\"
+listen = \"$BENCH_TLS_LISTEN\"
+default_backend = \"origins\"
+tls = { certs = [ { cert = \"$BENCH_CERT\", key = \"$BENCH_KEY\" } ] }
+"
+fi
 cat >"$conf" <<TOML
 [global]
 access_log = "off"
@@ -23,7 +46,9 @@ listen = "127.0.0.1:0"
 name = "bench"
 listen = "$BENCH_LISTEN"
 default_backend = "origins"
+$rules_route
 
+$tls_frontend
 [[backend]]
 name = "origins"
 balance = "roundrobin"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond cargo: Debian's headless
-# Chromium and its WebDriver, for tests/admin_browser.rs. Idempotent: does
-# nothing when both are installed. Run as root (CI) or with sudo.
+# Chromium and its WebDriver, for tests/admin_browser.rs; curl, for
+# scripts/walkthrough.sh (tests/walkthrough.rs); openssl, for a test
+# certificate in tests/import.rs; git, for the state-directory check's test.
+# Idempotent: does nothing when all are installed. Run as root (CI) or with sudo.
 set -euo pipefail
 
-packages=(chromium chromium-driver)
+packages=(chromium chromium-driver curl openssl git)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -3,6 +3,8 @@
 //! Layers, lowest first; a module imports only from layers below it (see
 //! ARCHITECTURE.md): `config` -> `model` -> `state` -> `balance`, `upstream`
 //! -> `runtime` -> `proxy`, `health`, `discovery` -> `admin` -> `app`.
+//! `import` sits beside `config`: it turns an HAProxy configuration into TOML
+//! text and imports nothing from the other layers.
 
 pub mod admin;
 pub mod app;
@@ -10,6 +12,7 @@ pub mod balance;
 pub mod config;
 pub mod discovery;
 pub mod health;
+pub mod import;
 pub mod model;
 pub mod proxy;
 pub mod runtime;

@@ -1,8 +1,10 @@
-//! The `switchyard` command: `run`, `check`, `demo` and `demo-backend`.
+//! The `switchyard` command: `run`, `check`, `import`, `demo`, `demo-backend`
+//! and `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::app::{self, StartOptions};
@@ -24,18 +26,42 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads (default: one per available CPU).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Worker threads, 1-1024 (default: one per available CPU).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         /// Where generated files (the admin token) go.
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
     },
     /// Validate a config file: exit 0 with a summary, or 1 with every error.
+    /// With `--diff`: print what a reload of it would change.
     Check {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
+        /// Compare with the config the running instance serves (or with
+        /// `--against`), one change per line.
+        #[arg(long)]
+        diff: bool,
+        /// Compare with this file instead of the running instance.
+        #[arg(long, requires = "diff")]
+        against: Option<PathBuf>,
+        /// The running instance's admin URL (default: the file's `[admin] listen`).
+        #[arg(long, requires = "diff")]
+        admin: Option<String>,
+        /// Where the generated admin token is (`<state_dir>/admin-token`).
+        #[arg(long, default_value = ".switchyard")]
+        state_dir: PathBuf,
+    },
+    /// Translate an HAProxy configuration into Switchyard's TOML: exit 0 when
+    /// every line was translated, 3 when some were not (each listed on stderr
+    /// and as a comment in the output), 1 when HAProxy would reject the file.
+    Import {
+        /// The HAProxy configuration, e.g. /etc/haproxy/haproxy.cfg.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Run the proxy on :8000 in front of two built-in demo backends.
     Demo {
@@ -43,6 +69,25 @@ enum Command {
         config: PathBuf,
         #[arg(long, default_value = ".switchyard")]
         state_dir: PathBuf,
+        /// Listen here instead of the config's frontend address (port 0: a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run the admin server here instead of the config's address.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Bind the monolith and users demo backends here instead of
+        /// 127.0.0.1:9001,127.0.0.1:9002. With any of these options the
+        /// running addresses differ from the file's, so reloading the file
+        /// is off.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        backends: Option<Vec<SocketAddr>>,
+    },
+    /// Rewrite a state file forever (to test that a kill -9 never leaves it
+    /// half-written).
+    #[command(hide = true)]
+    WriteStateForever {
+        #[arg(long)]
+        file: PathBuf,
     },
     /// Run one demo backend, which echoes what it receives.
     DemoBackend {
@@ -52,18 +97,52 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// GET a URL and exit 0 on a 2xx answer, else 1: a container health
+    /// check for images without curl.
+    Healthcheck {
+        /// The URL to probe (http only).
+        #[arg(long, default_value = "http://127.0.0.1:8001/healthz")]
+        url: http::Uri,
+        /// Most time for the connection and the answer ("3s", "500ms").
+        #[arg(long, default_value = "3s", value_parser = switchyard::config::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Command::Check { config } = &cli.command {
-        return check(config);
+    match &cli.command {
+        Command::Check {
+            config,
+            diff: false,
+            ..
+        } => return check(config),
+        Command::Healthcheck { url, timeout } => return healthcheck(url, *timeout),
+        Command::Import { file, output } => return import(file, output.as_deref()),
+        Command::WriteStateForever { file } => {
+            return match app::persist::write_forever(file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Check { diff: true, .. }
+        | Command::Run { .. }
+        | Command::Demo { .. }
+        | Command::DemoBackend { .. } => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run {
+        threads: Some(threads),
+        ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the async runtime: {e}");
@@ -75,9 +154,31 @@ fn main() -> ExitCode {
             Command::Run {
                 config, state_dir, ..
             } => run(&config, state_dir).await,
-            Command::Demo { config, state_dir } => demo(&config, state_dir).await,
+            Command::Demo {
+                config,
+                state_dir,
+                listen,
+                admin,
+                backends,
+            } => {
+                let addresses = DemoOptions {
+                    listen,
+                    admin,
+                    backends,
+                };
+                demo(&config, state_dir, addresses).await
+            }
             Command::DemoBackend { name, listen } => demo_backend(name, listen).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check {
+                config,
+                against,
+                admin,
+                state_dir,
+                ..
+            } => preview(&config, against, admin, &state_dir).await,
+            Command::WriteStateForever { .. }
+            | Command::Healthcheck { .. }
+            | Command::Import { .. } => Ok(()),
         }
     });
     match result {
@@ -119,6 +220,128 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// `check --diff`: prints each change a reload of `config` would make.
+async fn preview(
+    config: &Path,
+    against: Option<PathBuf>,
+    admin: Option<String>,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    use switchyard::app::preview::{self, Against};
+    let against = match against {
+        Some(file) => Against::File(file),
+        None => {
+            let topology = app::load(config)?;
+            let url = admin.unwrap_or_else(|| preview::default_admin_url(&topology));
+            Against::Admin {
+                url,
+                token: admin_token(&topology, state_dir)?,
+            }
+        }
+    };
+    let lines = preview::changes(config, &against).await?;
+    if lines.is_empty() {
+        println!("no changes");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The admin token: `SWITCHYARD_ADMIN_TOKEN`, else the file's `token_file`,
+/// else the generated one in `state_dir`.
+fn admin_token(topology: &switchyard::model::Topology, state_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("SWITCHYARD_ADMIN_TOKEN") {
+        return Ok(token.trim().to_owned());
+    }
+    let file = topology
+        .admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| switchyard::admin::generated_token_path(state_dir));
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token from {}: {e}", file.display()))
+}
+
+/// Probes `url` on a single-threaded runtime: this runs every few seconds
+/// in a container, so it stays small and prints nothing when healthy.
+fn healthcheck(url: &http::Uri, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::healthcheck::probe(url, timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of `import` when some lines were not translated.
+const IMPORT_INCOMPLETE: u8 = 3;
+
+fn import(file: &Path, output: Option<&Path>) -> ExitCode {
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let translation = match switchyard::import::translate(&source, &name) {
+        Ok(t) => t,
+        Err(rejected) => {
+            eprintln!("{rejected}");
+            eprintln!(
+                "{}: HAProxy would reject this file; nothing written",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for skipped in &translation.skipped {
+        eprintln!(
+            "{}:{}: not translated: {}: {}",
+            file.display(),
+            skipped.line,
+            skipped.text,
+            skipped.reason
+        );
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, &translation.toml),
+        None => std::io::Write::write_all(&mut std::io::stdout(), translation.toml.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("switchyard import: cannot write the output: {e}");
+        return ExitCode::FAILURE;
+    }
+    match translation.skipped.len() {
+        0 => ExitCode::SUCCESS,
+        n => {
+            eprintln!(
+                "{}: {n} line(s) not translated, listed above and in the output",
+                file.display()
+            );
+            ExitCode::from(IMPORT_INCOMPLETE)
+        }
+    }
+}
+
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
     serve_until_signalled(start(config, state_dir).await?).await
 }
@@ -126,21 +349,53 @@ async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
 /// Loads `config` and starts serving it.
 async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
+    start_topology(topology, Some(config.to_owned()), state_dir).await
+}
+
+async fn start_topology(
+    topology: switchyard::model::Topology,
+    config_file: Option<PathBuf>,
+    state_dir: PathBuf,
+) -> anyhow::Result<app::Running> {
     let options = StartOptions {
-        config_file: Some(config.to_owned()),
+        config_file,
         admin_token: None,
         state_dir,
     };
     app::start(topology, options).await
 }
 
-async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+/// `demo`'s address options.
+struct DemoOptions {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    backends: Option<Vec<SocketAddr>>,
+}
+
+async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    for (name, addr) in [("monolith", "127.0.0.1:9001"), ("users", "127.0.0.1:9002")] {
-        let addr: SocketAddr = addr.parse()?;
-        app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+    let wanted = options.backends.unwrap_or_default();
+    if !wanted.is_empty() && wanted.len() != app::demo::BACKENDS.len() {
+        anyhow::bail!("--backends expects two addresses: monolith,users");
     }
-    let running = start(config, state_dir).await?;
+    let mut addresses = app::demo::Addresses {
+        listen: options.listen,
+        admin: options.admin,
+        backends: Vec::new(),
+    };
+    for (i, (name, configured)) in app::demo::BACKENDS.into_iter().enumerate() {
+        let configured: SocketAddr = configured.parse()?;
+        let addr = wanted.get(i).copied().unwrap_or(configured);
+        let bound = app::demo::bind_and_serve(addr, name.to_owned(), stop.clone()).await?;
+        eprintln!("demo: backend {name} on {bound}");
+        addresses.backends.push((configured, bound));
+    }
+    let mut topology = app::load(config)?;
+    let config_file = match addresses.apply(&mut topology) {
+        true => None,
+        false => Some(config.to_owned()),
+    };
+    let running = start_topology(topology, config_file, state_dir).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",
@@ -148,6 +403,7 @@ async fn demo(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     if let (Some(admin), Some(token)) = (running.admin, running.admin_token.as_deref()) {
+        eprintln!("demo: admin server on http://{admin}/");
         eprintln!("demo: stats page http://admin:{token}@{admin}/");
     }
     let result = serve_until_signalled(running).await;

@@ -382,3 +382,64 @@ async fn cross_site_requests_and_foreign_hosts_are_refused() {
     let (status, _, text) = stack.raw("PUT", state, &headers, body).await;
     assert_eq!(status, 200, "{text}");
 }
+
+#[tokio::test]
+async fn without_valid_credentials_the_answer_is_401_before_any_csrf_rule() {
+    let stack = Stack::start("").await;
+    let state = "/api/backends/app/servers/legacy/state";
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let evil = ("origin", "http://evil.example");
+    for auth in [None, Some("Bearer wrong"), Some("Basic b3BzOndyb25n")] {
+        let mut headers = vec![form, evil];
+        headers.extend(auth.map(|a| ("authorization", a)));
+        let (status, response, _) = stack.raw("PUT", state, &headers, "state=maint").await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert!(response.contains_key("www-authenticate"), "{auth:?}");
+    }
+    assert_eq!(stack.server("app", "legacy").await["admin_state"], "ready");
+}
+
+#[tokio::test]
+async fn a_bearer_token_needs_no_admin_header_unless_a_browser_sends_it() {
+    let stack = Stack::start("").await;
+    let state = "/api/backends/app/servers/legacy/state";
+    let bearer = ("authorization", "Bearer test-token");
+    let basic = ("authorization", "Basic b3BzOnRlc3QtdG9rZW4=");
+    // As `curl -H "Authorization: Bearer $T" -X PUT -d '{"state":"drain"}'` sends it.
+    let curl_form = ("content-type", "application/x-www-form-urlencoded");
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
+        (vec![bearer, curl_form], 200),
+        (vec![bearer], 200),
+        (vec![basic, curl_form], 403),
+        (vec![basic], 403),
+        (vec![bearer, ("origin", "http://evil.example")], 403),
+        (vec![bearer, ("sec-fetch-site", "cross-site")], 403),
+        (vec![bearer, ("sec-fetch-mode", "cors")], 403),
+    ];
+    for (headers, expected) in cases {
+        let (status, _, text) = stack
+            .raw("PUT", state, &headers, r#"{"state":"drain"}"#)
+            .await;
+        assert_eq!(status, expected, "{headers:?}: {text}");
+    }
+    assert_eq!(stack.server("app", "legacy").await["admin_state"], "drain");
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_address_with_retry_after() {
+    let stack = Stack::start("").await;
+    let wrong = [("authorization", "Bearer wrong")];
+    for attempt in 0..10 {
+        let (status, _, _) = stack.raw("GET", "/api/stats", &wrong, "").await;
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    // Now even the right token waits until the minute is over.
+    let right = [("authorization", "Bearer test-token")];
+    let (status, headers, _) = stack.raw("GET", "/api/stats", &right, "").await;
+    assert_eq!(status, 429);
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (status, _, _) = stack.raw("GET", "/healthz", &[], "").await;
+    assert_eq!(status, 200, "probes are not throttled");
+}

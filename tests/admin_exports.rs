@@ -103,6 +103,11 @@ async fn metrics_parse_and_follow_the_counters() {
         stack.server("app", "legacy").await["counters"]["active"] == 0
     })
     .await;
+    // What the access log's writer counts when its queue is full.
+    let process = stack.proxy.runtime.registry().process();
+    for _ in 0..3 {
+        process.count_access_log_dropped();
+    }
     let auth = [("authorization", "Bearer test-token")];
     let (status, headers, text) = stack.raw("GET", "/metrics", &auth, "").await;
     assert_eq!(status, 200);
@@ -157,6 +162,10 @@ async fn metrics_parse_and_follow_the_counters() {
         Some(4.0)
     );
     assert!(sample(&m, "switchyard_uptime_seconds", &[]).is_some());
+    assert_eq!(
+        sample(&m, "switchyard_access_log_dropped_total", &[]),
+        Some(3.0)
+    );
     let histogram = m
         .samples
         .iter()

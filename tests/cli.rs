@@ -18,7 +18,12 @@ fn switchyard(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_accepts_the_example_configs() {
-    for file in ["config/switchyard.toml", "config/demo.toml"] {
+    for file in [
+        "config/switchyard.toml",
+        "config/demo.toml",
+        "config/docker-compose.toml",
+        "debian/switchyard.toml",
+    ] {
         let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
         let (code, stdout, stderr) = switchyard(&["check", "-c", &path]);
         assert_eq!(code, 0, "{file}: {stderr}");
@@ -122,6 +127,8 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
             config.to_str().unwrap(),
             "--state-dir",
             dir.path().to_str().unwrap(),
+            "--threads",
+            "3",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,6 +154,13 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
             }
         }
     };
+    // `--threads 3`: the runtime has exactly three worker threads.
+    let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("tokio-runtime-w"))
+        .count();
+    assert_eq!(workers, 3);
     let mut stream = TcpStream::connect(&listen).unwrap();
     stream
         .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -175,4 +189,13 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
         log[0].contains(" web app/s1 \"GET /hello HTTP/1.1\" 200 3 "),
         "{stdout}"
     );
+}
+
+#[test]
+fn run_refuses_a_thread_count_out_of_range() {
+    for threads in ["0", "1025"] {
+        let (code, _, err) = switchyard(&["run", "--threads", threads]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--threads"), "{err}");
+    }
 }

@@ -47,20 +47,34 @@ async fn a_refused_server_is_retried_on_another_and_the_client_sees_200() {
     proxy.shutdown().await;
 }
 
+/// Connect failures of server `name` of backend `app` (the CSV's `econ`).
+fn econ(proxy: &switchyard::app::Running, name: &str) -> u64 {
+    let state = proxy.runtime.registry().get("app", name).unwrap();
+    state.counters.snapshot().connection_errors
+}
+
 #[tokio::test]
-async fn only_refused_servers_give_502_quickly() {
-    let proxy = start_proxy(&config(
-        &(server("a", refused_addr().await) + &server("b", refused_addr().await)),
-        "retries = 1",
-        "",
-    ))
-    .await;
-    let started = Instant::now();
-    let (status, _, body) = get(&client(), &url(&proxy, "web", "/")).await;
-    assert_eq!(status, 502);
-    assert!(body.starts_with("502 Bad Gateway"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(2));
-    proxy.shutdown().await;
+async fn when_no_connection_can_be_made_the_answer_is_a_quick_503_and_each_failure_counts() {
+    for (retries, requests) in [(1, 1), (5, 3)] {
+        let proxy = start_proxy(&config(
+            &(server("a", refused_addr().await) + &server("b", refused_addr().await)),
+            &format!("retries = {retries}"),
+            "",
+        ))
+        .await;
+        for _ in 0..requests {
+            let started = Instant::now();
+            let (status, headers, body) = get(&client(), &url(&proxy, "web", "/")).await;
+            assert_eq!(status, 503, "retries = {retries}");
+            assert_eq!(headers.get("retry-after").unwrap(), "1");
+            assert!(body.starts_with("503 Service Unavailable"), "{body}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        // Each request tried both servers once (retries go to other servers).
+        let counts = (econ(&proxy, "a"), econ(&proxy, "b"));
+        assert_eq!(counts, (requests, requests), "retries = {retries}");
+        proxy.shutdown().await;
+    }
 }
 
 #[tokio::test]

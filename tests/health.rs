@@ -127,6 +127,7 @@ fn target(server: &str, addr: SocketAddr, spec: CheckSpec) -> CheckTarget {
         addr: Some(addr),
         spec,
         host: Some("app.internal".into()),
+        tls: None,
     }
 }
 
@@ -306,11 +307,11 @@ async fn the_http_probe_judges_status_body_and_protocol() {
 
     let (not_found, _) =
         raw_server(&b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"[..]).await;
-    let outcome = NetProbe.check(not_found, &kind, "h").await;
+    let outcome = NetProbe.check(not_found, &kind, "h", None).await;
     assert_eq!(outcome, CheckOutcome::BadStatus { status: 404 });
 
     let (garbage, _) = raw_server(&b"SSH-2.0-OpenSSH_9.6\r\n\r\n"[..]).await;
-    let outcome = NetProbe.check(garbage, &kind, "h").await;
+    let outcome = NetProbe.check(garbage, &kind, "h", None).await;
     assert!(
         matches!(&outcome, CheckOutcome::Error { message } if message.starts_with("http:")),
         "{outcome:?}"
@@ -321,7 +322,7 @@ async fn the_http_probe_judges_status_body_and_protocol() {
     let mut big = format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n").into_bytes();
     big.resize(big.len() + body_len, b'x');
     let (big, cut_short) = raw_server(big).await;
-    let outcome = NetProbe.check(big, &kind, "h").await;
+    let outcome = NetProbe.check(big, &kind, "h", None).await;
     assert_eq!(outcome, CheckOutcome::Passed { status: Some(200) });
     let is_cut_short = || cut_short.load(Ordering::SeqCst) == 1;
     eventually("the probe hung up before the body's end", is_cut_short).await;

@@ -313,3 +313,42 @@ async fn a_websocket_opened_before_a_reload_keeps_working() {
     drop(ws);
     stack.proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_reloads() {
+    use std::os::unix::fs::symlink;
+
+    let world = World::start().await;
+    let mut conf = world.conf().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("config");
+    // What the kubelet lays out: the file is a symlink through `..data`,
+    // itself a symlink to a timestamped directory.
+    std::fs::create_dir_all(mount.join("..2026_01")).unwrap();
+    std::fs::write(mount.join("..2026_01/switchyard.toml"), conf.text()).unwrap();
+    symlink("..2026_01", mount.join("..data")).unwrap();
+    symlink("..data/switchyard.toml", mount.join("switchyard.toml")).unwrap();
+    let file = mount.join("switchyard.toml");
+    let proxy = common::start_from_file(&file, &dir.path().join("state")).await;
+    let c = common::client();
+    let status_url = format!("http://{}/api/reload/status", proxy.admin.unwrap());
+
+    // An update: a new timestamped directory, then `..data` swapped by rename.
+    conf.servers[1].2 = 0;
+    std::fs::create_dir_all(mount.join("..2026_02")).unwrap();
+    std::fs::write(mount.join("..2026_02/switchyard.toml"), conf.text()).unwrap();
+    symlink("..2026_02", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2026_01")).unwrap();
+
+    common::eventually("the swap is reloaded", || async {
+        let (_, status) = reload_support::admin(&c, &status_url, "GET", None).await;
+        status["reloads_ok"] == 1
+    })
+    .await;
+    for _ in 0..4 {
+        let (status, headers, _) = get(&c, &format!("http://{}/", conf.web)).await;
+        assert_eq!((status, served_by(&headers).as_str()), (200, "a"));
+    }
+    proxy.shutdown().await;
+}

@@ -94,3 +94,44 @@ async fn a_reload_adds_and_removes_listeners() {
     .await;
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_open_connection_takes_the_idle_timeout_of_the_snapshot_serving_its_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let backend = Backend::start("a").await;
+    let web = refused_addr().await;
+    let proxy = start_proxy(&config(&backend, &[("web", web.to_string())])).await;
+    // Accepted while `idle` is the default 60 s.
+    let mut conn = tokio::net::TcpStream::connect(web).await.unwrap();
+    let short = config(&backend, &[("web", web.to_string())]).replace(
+        "default_backend = \"app\"\n",
+        "default_backend = \"app\"\ntimeouts = { idle = \"200ms\" }\n",
+    );
+    proxy.runtime.replace(parse(&short)).await.unwrap();
+
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The response, then the end of the connection after 200 ms idle (well
+    // before the 60 s the connection was accepted with).
+    let read_all = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_all)
+        .await
+        .expect("the proxy closes the idle connection");
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    proxy.shutdown().await;
+}

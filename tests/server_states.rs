@@ -335,3 +335,32 @@ async fn the_sticky_cookie_is_opaque_http_only_indirect_and_sticks() {
     assert!(sticky_set_cookie(&headers).is_some());
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn nocache_a_cacheable_response_that_sets_the_sticky_cookie_becomes_private() {
+    let a = Backend::start("a").await;
+    let proxy = start_proxy(&config(STICKY, &[(&a, "")])).await;
+    let c = client();
+    let path = "/cache/public,max-age=600,no-transform";
+    let (status, headers, _) = get(&c, &url(&proxy, "web", path)).await;
+    assert_eq!(status, 200);
+    let pair = sticky_pair(&headers);
+    let cache: Vec<_> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .collect();
+    assert_eq!(
+        cache,
+        ["private, no-transform"],
+        "public and max-age replaced"
+    );
+    // A client that already sticks gets the server's own caching rules.
+    let (_, headers, _) = get_with_cookie(&c, &url(&proxy, "web", path), &pair).await;
+    assert_eq!(sticky_set_cookie(&headers), None);
+    let cache: Vec<_> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .collect();
+    assert_eq!(cache, ["public, max-age=600, no-transform"]);
+    proxy.shutdown().await;
+}

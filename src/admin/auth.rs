@@ -1,11 +1,14 @@
 //! Who may talk to the admin server, and how. Owns the secret's resolution
 //! (token file, environment, generated), the `guard` middleware and its
-//! rules: a `Host` allow-list against DNS rebinding, CSRF rules for state
-//! changes, bearer or basic credentials compared in constant time, and a
-//! rate limit on failed attempts.
+//! rules, in this order: a `Host` allow-list against DNS rebinding, a rate
+//! limit on failed logins per client address (429), bearer or basic
+//! credentials compared in constant time (401 with `WWW-Authenticate`), and
+//! CSRF rules for state changes (403), so an unauthenticated caller learns
+//! nothing about the CSRF rules.
 //! Invariant: a request past `guard` is either a probe (`/healthz`,
-//! `/readyz`) or carries the secret; a request that may change state also
-//! passed the CSRF rules.
+//! `/readyz`) or carries the secret; a request that may change state with
+//! credentials a browser can send by itself (basic auth), or sent by a
+//! browser at all, also passed the CSRF rules.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -19,6 +22,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use subtle::ConstantTimeEq as _;
 
 use super::{AdminContext, AdminError};
 use crate::model;
@@ -168,18 +174,20 @@ impl Guard {
         })
     }
 
-    /// The caller's name if the credentials carry the secret.
-    fn authenticate(&self, headers: &HeaderMap) -> Option<String> {
+    /// The credentials if they carry the secret.
+    fn authenticate(&self, headers: &HeaderMap) -> Option<Credentials> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (who, secret) = credentials(value)?;
-        constant_time_eq(secret.as_bytes(), self.token.as_bytes()).then_some(who)
+        let credentials = credentials(value)?;
+        constant_time_eq(credentials.secret.as_bytes(), self.token.as_bytes())
+            .then_some(credentials)
     }
 
-    fn is_throttled(&self, ip: IpAddr, now: Instant) -> bool {
+    /// How long `ip` must wait before trying again, if it is throttled.
+    fn throttled_for(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.get(&ip).is_some_and(|&(since, n)| {
-            now.duration_since(since) < FAILURE_WINDOW && n >= MAX_FAILURES
-        })
+        let &(since, n) = failures.get(&ip)?;
+        let elapsed = now.duration_since(since);
+        (elapsed < FAILURE_WINDOW && n >= MAX_FAILURES).then(|| FAILURE_WINDOW - elapsed)
     }
 
     fn record_failure(&self, ip: IpAddr, now: Instant) {
@@ -218,35 +226,51 @@ pub(super) async fn guard(
             "unknown Host for the admin server",
         );
     }
-    if let Some(reason) = csrf_violation(request.method(), request.headers(), host) {
-        tracing::warn!(peer = %peer.ip(), method = %request.method(), path, reason, "admin request refused");
-        return reject(StatusCode::FORBIDDEN, reason);
-    }
     let now = Instant::now();
-    if guard.is_throttled(peer.ip(), now) {
-        return reject(
+    if let Some(wait) = guard.throttled_for(peer.ip(), now) {
+        let mut response = reject(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins; try again later",
         );
+        // Whole seconds, rounded up, so a client that waits is let in.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
     }
-    match guard.authenticate(request.headers()) {
-        Some(who) => {
-            request.extensions_mut().insert(Caller {
-                who,
-                from: peer.ip(),
-            });
-            next.run(request).await
-        }
-        None => {
-            guard.record_failure(peer.ip(), now);
-            let mut response = reject(StatusCode::UNAUTHORIZED, "authentication required");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"switchyard\", charset=\"UTF-8\""),
-            );
-            response
+    let Some(credentials) = guard.authenticate(request.headers()) else {
+        guard.record_failure(peer.ip(), now);
+        tracing::warn!(peer = %peer.ip(), method = %request.method(), path, "admin login failed");
+        let mut response = reject(StatusCode::UNAUTHORIZED, "authentication required");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"switchyard\", charset=\"UTF-8\""),
+        );
+        return response;
+    };
+    // A bearer token is never sent by a browser on its own, so a request
+    // with one that no browser sent cannot be forged cross-site.
+    let is_forgeable = !credentials.is_bearer || is_browser_sent(request.headers());
+    if is_forgeable {
+        if let Some(reason) = csrf_violation(request.method(), request.headers(), host) {
+            tracing::warn!(peer = %peer.ip(), method = %request.method(), path, reason, "admin request refused");
+            return reject(StatusCode::FORBIDDEN, reason);
         }
     }
+    request.extensions_mut().insert(Caller {
+        who: credentials.who,
+        from: peer.ip(),
+    });
+    next.run(request).await
+}
+
+/// Whether a browser sent the request: browsers add `Origin` to every
+/// state-changing request and `Sec-Fetch-*` to every request.
+fn is_browser_sent(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
 }
 
 fn reject(status: StatusCode, message: &'static str) -> Response {
@@ -285,61 +309,50 @@ fn csrf_violation(method: &Method, headers: &HeaderMap, host: &str) -> Option<&'
     None
 }
 
-/// `(who, secret)` from an `Authorization` value: `Bearer <token>` or
+/// What an `Authorization` value says.
+#[derive(Debug)]
+struct Credentials {
+    /// The basic-auth user, or `token` for a bearer token.
+    who: String,
+    secret: String,
+    is_bearer: bool,
+}
+
+/// The credentials of an `Authorization` value: `Bearer <token>` or
 /// `Basic base64(user:token)`.
-fn credentials(value: &str) -> Option<(String, String)> {
+fn credentials(value: &str) -> Option<Credentials> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(("token".to_owned(), rest.to_owned()));
+        return Some(Credentials {
+            who: "token".to_owned(),
+            secret: rest.to_owned(),
+            is_bearer: true,
+        });
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = String::from_utf8(base64_decode(rest)?).ok()?;
+    let decoded = String::from_utf8(BASE64.decode(rest).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     let user = if user.is_empty() { "basic" } else { user };
-    Some((user.to_owned(), password.to_owned()))
+    Some(Credentials {
+        who: user.to_owned(),
+        secret: password.to_owned(),
+        is_bearer: false,
+    })
 }
 
-/// Compares without an early exit, so the time taken tells nothing about
-/// where the first difference is.
+/// Standard base64; padding optional, as some clients leave it out.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Compares in constant time (`subtle`), so the time taken tells nothing
+/// about where the first difference is (only whether the lengths differ).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u64::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= u64::from(x ^ y);
-    }
-    diff == 0
-}
-
-/// Standard base64 with optional padding.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let [_, b0, b1, b2] = acc.to_be_bytes();
-        out.extend_from_slice(&[b0, b1, b2][..chunk.len() - 1]);
-    }
-    Some(out)
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ fn stats() -> Stats {
     Stats {
         generation: 1,
         uptime_seconds: 1,
+        access_log_dropped: 0,
         now: 0,
         reload: ReloadView {
             reloads: 0,
@@ -66,6 +67,7 @@ fn stats() -> Stats {
             },
             rates: Rates::default(),
             routes: Vec::new(),
+            tls: None,
         }],
         backends: vec![BackendStats {
             name: "app".to_owned(),

@@ -77,6 +77,7 @@ const SPECS: &[Spec] = &[
     spec("switchyard_reloads_total", None, C, P, Some("result"), "Reloads of the config file by result: ok or failed."),
     spec("switchyard_last_reload_success_timestamp_seconds", None, G, P, None, "Unix time when the config file last applied (start or reload)."),
     spec("switchyard_config_generation", None, G, P, None, "Generation of the serving snapshot."),
+    spec("switchyard_access_log_dropped_total", None, C, P, None, "Access-log lines dropped because stdout was too slow."),
     spec("switchyard_frontend_requests_total", Some("haproxy_frontend_http_requests_total"), C, F, None, "Requests received by the frontend."),
     spec("switchyard_frontend_responses_total", Some("haproxy_frontend_http_responses_total"), C, F, Some("code"), "Responses by status class."),
     spec("switchyard_frontend_bytes_in_total", Some("haproxy_frontend_bytes_in_total"), C, F, None, "Request bytes received from clients."),
@@ -200,6 +201,7 @@ impl StatsCollector {
                 labels,
                 HashMap::new(),
             )?);
+            descs.extend(super::metrics_tls::descs()?);
         }
         Ok(StatsCollector {
             naming,
@@ -254,6 +256,10 @@ impl Collector for StatsCollector {
                 Some(family)
             })
             .chain(self.time_histogram(&stats))
+            .chain(match self.naming {
+                Naming::Switchyard => super::metrics_tls::families(&stats),
+                Naming::Haproxy => Vec::new(),
+            })
             .collect()
     }
 }
@@ -318,7 +324,7 @@ fn metric(keys: &[&str], vals: &[String], kind: MetricType, value: f64) -> Metri
 }
 
 /// A metric with these labels and no value yet.
-fn labelled(keys: &[&str], vals: &[String]) -> Metric {
+pub(super) fn labelled(keys: &[&str], vals: &[String]) -> Metric {
     let mut m = Metric::default();
     let pairs = keys
         .iter()
@@ -366,6 +372,7 @@ fn values(s: &Spec, stats: &Stats) -> Series {
                 "switchyard_uptime_seconds" => stats.uptime_seconds as f64,
                 "switchyard_config_reloads_total" => stats.reload.reloads as f64,
                 "switchyard_config_reload_failures_total" => stats.reload.failures as f64,
+                "switchyard_access_log_dropped_total" => stats.access_log_dropped as f64,
                 _ => stats.generation as f64,
             };
             out.push((vec![], v));

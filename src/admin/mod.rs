@@ -20,6 +20,7 @@ mod audit;
 mod auth;
 mod csv;
 mod metrics;
+mod metrics_tls;
 mod page;
 mod page_servers;
 mod reload;

@@ -138,7 +138,45 @@ fn frontends(out: &mut String, frontends: &[FrontendStats]) {
     for f in frontends {
         routes(out, f);
     }
+    for f in frontends {
+        if let Some(tls) = &f.tls {
+            tls_section(out, &f.name, tls);
+        }
+    }
     out.push_str("</section>\n");
+}
+
+/// A TLS frontend's certificates and handshake counters.
+fn tls_section(out: &mut String, frontend: &str, tls: &super::stats::TlsView) {
+    let list = |items: &[super::stats::Labelled]| {
+        items
+            .iter()
+            .map(|l| format!("{} {}", l.label, l.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        out,
+        "<h3>TLS of {}</h3><p class=\"tls\">handshakes {}; versions: {}; ALPN: {}; failures: {}</p>\
+         <table class=\"grid\"><thead><tr><th>Certificate</th><th>Names</th><th>Expires</th>\
+         <th>SHA-256 fingerprint</th></tr></thead><tbody>",
+        esc(frontend),
+        tls.handshakes,
+        esc(&list(&tls.versions)),
+        esc(&list(&tls.alpn)),
+        esc(&list(&tls.failures)),
+    );
+    for c in &tls.certificates {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"fingerprint\">{}</td></tr>",
+            esc(&c.file),
+            esc(&c.names.join(", ")),
+            esc(&c.expires),
+            esc(&c.fingerprint),
+        );
+    }
+    out.push_str("</tbody></table>");
 }
 
 /// The routes of a frontend, with an editor for weighted splits.
@@ -198,6 +236,21 @@ fn routes(out: &mut String, f: &FrontendStats) {
                 let _ = write!(out, "<b>{}</b>", esc(b));
             }
             (None, None) => {}
+        }
+        // The action beyond the backend: a direct answer, rewrite, header rules.
+        let rest = match (&r.backend, &r.split) {
+            (Some(b), _) => r.action.strip_prefix(b.as_str()).unwrap_or(&r.action),
+            (None, Some(_)) => r
+                .action
+                .find(" rewrite ")
+                .or_else(|| r.action.find(" request_headers "))
+                .or_else(|| r.action.find(" response_headers "))
+                .or_else(|| r.action.find(" timeouts."))
+                .map_or("", |i| &r.action[i..]),
+            (None, None) => &r.action,
+        };
+        if !rest.trim().is_empty() {
+            let _ = write!(out, " <span class=\"action\">{}</span>", esc(rest.trim()));
         }
         out.push_str("</li>");
     }

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use super::audit::Change;
 use super::sampler::{Key, Rates, Sampler};
-use crate::model::{AdminState, Backend, BalanceAlgorithm, CheckSpec, HostMatch, Target};
+use crate::model::{
+    AdminState, Backend, BalanceAlgorithm, CheckSpec, RouteAction, RouteConditions, Target,
+};
 use crate::runtime::{BackendPlan, FrontendPlan, Runtime, ServerPlan, SplitOverride};
 use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
 
@@ -17,6 +19,8 @@ use crate::state::{CheckOutcome, CountersSnapshot, Health, now_millis};
 pub struct Stats {
     pub generation: u64,
     pub uptime_seconds: u64,
+    /// Access-log lines dropped because stdout was too slow.
+    pub access_log_dropped: u64,
     /// Unix ms when these stats were read.
     pub now: u64,
     pub reload: ReloadView,
@@ -44,14 +48,55 @@ pub struct FrontendStats {
     pub counters: CountersSnapshot,
     pub rates: Rates,
     pub routes: Vec<RouteStats>,
+    /// Set on a TLS frontend.
+    pub tls: Option<TlsView>,
+}
+
+/// A TLS frontend's certificates and handshake counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsView {
+    pub certificates: Vec<CertificateView>,
+    /// Completed handshakes.
+    pub handshakes: u64,
+    /// Failed handshakes by reason: timeout, incompatible, alert,
+    /// malformed, closed.
+    pub failures: Vec<Labelled>,
+    /// Completed handshakes by version: TLSv1.2, TLSv1.3.
+    pub versions: Vec<Labelled>,
+    /// Completed handshakes by ALPN protocol: h2, http/1.1, none.
+    pub alpn: Vec<Labelled>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Labelled {
+    pub label: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateView {
+    pub file: String,
+    /// DNS names from the SANs; the first certificate is the default.
+    pub names: Vec<String>,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// The same as a UTC date, `YYYY-MM-DD`.
+    pub expires: String,
+    /// SHA-256 of the certificate, `AB:CD:...`.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteStats {
     /// Position in the frontend's routes, as used by the split API.
     pub index: usize,
-    /// What it matches, like `host shop.example.com, path /api`.
+    /// Its conditions in config words, like `host=shop.example.com path_prefix=/api`.
     pub matches: String,
+    /// Its target and what is done on the way, like
+    /// `users rewrite strip_prefix=/api`.
+    pub action: String,
+    /// `matches -> action`: the route in one line.
+    pub description: String,
     /// The backend of a plain route.
     pub backend: Option<String>,
     /// The weights of a split route.
@@ -155,11 +200,26 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
     let frontends = snapshot
         .frontends
         .iter()
-        .map(|f| frontend(f, &backends, &overrides, sampler, instant))
+        .map(|f| {
+            let model = topology.frontends.iter().find(|m| m.name == f.name);
+            let mut stats = frontend(
+                f,
+                &backends,
+                &topology.backends,
+                &overrides,
+                sampler,
+                instant,
+            );
+            stats.tls = model
+                .and_then(|m| m.tls.as_ref())
+                .map(|tls| tls_view(f, tls));
+            stats
+        })
         .collect();
     Stats {
         generation: snapshot.generation,
         uptime_seconds: runtime.uptime().as_secs(),
+        access_log_dropped: runtime.registry().process().access_log_dropped(),
         now,
         reload: ReloadView {
             reloads: reload.ok + reload.failed,
@@ -180,6 +240,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
 fn frontend(
     f: &FrontendPlan,
     backends: &[BackendStats],
+    models: &[Backend],
     overrides: &[SplitOverride],
     sampler: &Sampler,
     now: Instant,
@@ -192,6 +253,7 @@ fn frontend(
         .map(|(index, r)| {
             let (backend, split) = match &r.route.target {
                 Target::Backend(id) => (Some(name_of(id.0)), None),
+                Target::Redirect(_) | Target::Respond(_) | Target::Deny => (None, None),
                 Target::Split(parts) => {
                     let parts = parts
                         .iter()
@@ -217,7 +279,13 @@ fn frontend(
                 });
             RouteStats {
                 index,
-                matches: describe_route(&r.route),
+                matches: RouteConditions(&r.route).to_string(),
+                action: RouteAction {
+                    route: &r.route,
+                    backends: models,
+                }
+                .to_string(),
+                description: r.route.describe(models).to_string(),
                 backend,
                 split,
                 config_split,
@@ -231,24 +299,65 @@ fn frontend(
         rates: sampler.rates(&Key::Frontend(f.name.clone()), &counters, now),
         counters,
         routes,
+        tls: None,
     }
 }
 
-fn describe_route(route: &crate::model::Route) -> String {
-    let mut parts = Vec::new();
-    match &route.host {
-        Some(HostMatch::Exact(h)) => parts.push(format!("host {h}")),
-        Some(HostMatch::Suffix(s)) => parts.push(format!("host *{s}")),
-        None => {}
+fn tls_view(f: &FrontendPlan, tls: &crate::model::FrontendTls) -> TlsView {
+    let counters = f.tls_counters.snapshot();
+    TlsView {
+        certificates: tls
+            .certs
+            .iter()
+            .map(|c| CertificateView {
+                file: c.cert_file.display().to_string(),
+                names: c.names.iter().map(ToString::to_string).collect(),
+                not_after: c.not_after,
+                expires: utc_date(c.not_after),
+                fingerprint: c.fingerprint.to_string(),
+            })
+            .collect(),
+        handshakes: counters.handshakes,
+        failures: counters
+            .failures
+            .iter()
+            .map(|(r, n)| Labelled {
+                label: r.label(),
+                count: *n,
+            })
+            .collect(),
+        versions: counters
+            .versions
+            .iter()
+            .map(|(v, n)| Labelled {
+                label: v.label(),
+                count: *n,
+            })
+            .collect(),
+        alpn: counters
+            .alpn
+            .iter()
+            .map(|(a, n)| Labelled {
+                label: a.label(),
+                count: *n,
+            })
+            .collect(),
     }
-    if let Some(p) = &route.path_prefix {
-        parts.push(format!("path {p}"));
-    }
-    if parts.is_empty() {
-        "everything".to_owned()
-    } else {
-        parts.join(", ")
-    }
+}
+
+/// `YYYY-MM-DD` (UTC) of Unix seconds (the civil-from-days algorithm).
+fn utc_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn backend(
@@ -402,4 +511,18 @@ fn sum<'a>(all: impl Iterator<Item = &'a CountersSnapshot>) -> CountersSnapshot 
     (t.avg_connect_us, t.avg_response_us, t.avg_total_us) =
         (avg(connect), avg(response), avg(total));
     t
+}
+
+#[cfg(test)]
+mod date_tests {
+    #[test]
+    fn utc_dates() {
+        for (secs, date) in [
+            (0, "1970-01-01"),
+            (951_782_400, "2000-02-29"),
+            (1_798_675_200, "2026-12-31"),
+        ] {
+            assert_eq!(super::utc_date(secs), date);
+        }
+    }
 }

@@ -6,8 +6,11 @@
 
 pub mod demo;
 mod fds;
+pub mod healthcheck;
 #[doc(hidden)]
 pub mod persist;
+pub mod preview;
+mod state_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +60,7 @@ pub struct Running {
 
 /// Starts serving `topology`.
 pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<Running> {
+    state_dir::warn_if_committable(&options.state_dir);
     let grace = topology.global.grace;
     let state_file = match &topology.global.state_file {
         StateFile::InStateDir => Some(options.state_dir.join("state.json")),
@@ -86,7 +90,8 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
 
     let (log, log_writer) = match access_log {
         Some(format) => {
-            let (log, writer) = AccessLog::new(format);
+            let counters = Arc::clone(runtime.registry().process());
+            let (log, writer) = AccessLog::new(format, counters, tokio::io::stdout());
             (Some(log), Some(tokio::spawn(writer)))
         }
         None => (None, None),
@@ -113,7 +118,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let stop_accepting = CancellationToken::new();
     let listeners_done = tokio::spawn(reloader.run(Box::new(listeners), stop_accepting.clone()));
 
-    if let Some(watcher) = FileWatcher::new(Arc::clone(&runtime)) {
+    if let Some(watcher) = FileWatcher::start(Arc::clone(&runtime)) {
         background.spawn(watcher.run(stop_background.clone()));
     }
 
@@ -219,6 +224,7 @@ fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                     }
                     crate::model::CheckKind::Tcp => None,
                 },
+                tls: server.tls.clone(),
             })
         })
         .collect()

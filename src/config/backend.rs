@@ -9,15 +9,21 @@ use toml::Spanned;
 
 use super::error::{Collector, entry};
 use super::raw::{RawBackend, RawCheck, RawCookie, RawServer};
+use super::rules;
 use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{
     parse_check_path, parse_cookie_name, parse_expect, parse_host_header, parse_method, parse_name,
-    parse_server_address,
+    parse_server_address, parse_size,
 };
 use crate::model::{
     AdminState, Backend, BackendName, BackendTimeouts, BalanceAlgorithm, CheckKind, CheckSpec,
-    CookieSpec, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
+    CookieSpec, Direction, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
 };
+
+/// The most `rise`, `fall` and `passive_fall` may be: far beyond any useful
+/// value, and small enough that sums like HAProxy's `rise + fall - 1` never
+/// overflow.
+const MAX_RISE_FALL: u32 = 1000;
 
 /// Validates every backend; a backend whose name is unusable gets an empty one.
 pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Backend> {
@@ -81,7 +87,7 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
             "passive_fall",
             b.passive_fall.as_ref(),
             3,
-            0..=u32::MAX,
+            0..=MAX_RISE_FALL,
         );
         backends.push(Backend {
             name: BackendName::new(&name),
@@ -97,9 +103,58 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
                 .map(|cookie| self::cookie(c, &path, cookie)),
             passive_fall: (passive_fall > 0).then_some(passive_fall),
             drain_to_maint: b.drain_to_maint.unwrap_or(false),
+            tls: b
+                .tls
+                .as_ref()
+                .and_then(|tls| super::tls::backend_tls(c, &path, tls)),
+            max_body: max_body(c, &path, b.max_body.as_ref()),
+            request_headers: rules::header_rules(
+                c,
+                &path,
+                "request_headers",
+                b.request_headers.as_ref(),
+                Direction::Request,
+            ),
+            response_headers: rules::header_rules(
+                c,
+                &path,
+                "response_headers",
+                b.response_headers.as_ref(),
+                Direction::Response,
+            ),
         });
     }
     backends
+}
+
+/// The default `max_body`: 100 MiB.
+const DEFAULT_MAX_BODY: u64 = 100 << 20;
+/// The largest `max_body`: 1024 GiB.
+const LARGEST_MAX_BODY: u64 = 1 << 40;
+
+fn max_body(c: &mut Collector<'_>, backend: &str, raw: Option<&Spanned<toml::Value>>) -> u64 {
+    let Some(value) = raw else {
+        return DEFAULT_MAX_BODY;
+    };
+    let size = match value.get_ref() {
+        toml::Value::String(s) => parse_size(s),
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| String::new()),
+        _ => Err(String::new()),
+    };
+    match size {
+        Ok(n) if (1..=LARGEST_MAX_BODY).contains(&n) => n,
+        Ok(_) | Err(_) => {
+            let got = match value.get_ref() {
+                toml::Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            let message = format!(
+                r#"expected a size from 1 byte to 1024GiB like "100MiB" (units B, KiB, MiB, GiB) or an integer of bytes, got {got}"#
+            );
+            c.at(value.span(), format!("{backend}.max_body"), message);
+            DEFAULT_MAX_BODY
+        }
+    }
 }
 
 fn servers(c: &mut Collector<'_>, backend: &str, raw: &[Spanned<RawServer>]) -> Vec<Server> {
@@ -225,8 +280,8 @@ fn check(c: &mut Collector<'_>, backend: &str, spanned: &Spanned<RawCheck>) -> C
             k.timeout.as_ref(),
             Duration::from_secs(1),
         ),
-        rise: integer(c, &path, "rise", k.rise.as_ref(), 2, 1..=u32::MAX),
-        fall: integer(c, &path, "fall", k.fall.as_ref(), 3, 1..=u32::MAX),
+        rise: integer(c, &path, "rise", k.rise.as_ref(), 2, 1..=MAX_RISE_FALL),
+        fall: integer(c, &path, "fall", k.fall.as_ref(), 3, 1..=MAX_RISE_FALL),
     }
 }
 

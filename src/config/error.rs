@@ -108,6 +108,8 @@ impl ConfigErrors {
 /// Collects semantic errors while validation walks the file.
 pub(crate) struct Collector<'s> {
     source: &'s str,
+    /// The config file's directory: where relative file paths start.
+    base_dir: PathBuf,
     errors: Vec<ConfigError>,
 }
 
@@ -115,8 +117,19 @@ impl<'s> Collector<'s> {
     pub(crate) fn new(source: &'s str) -> Self {
         Collector {
             source,
+            base_dir: PathBuf::new(),
             errors: Vec::new(),
         }
+    }
+
+    /// Relative file paths in the config start at `dir`.
+    pub(crate) fn with_base_dir(mut self, dir: &Path) -> Self {
+        self.base_dir = dir.to_path_buf();
+        self
+    }
+
+    pub(crate) fn base_dir(&self) -> &Path {
+        &self.base_dir
     }
 
     pub(crate) fn source(&self) -> &'s str {

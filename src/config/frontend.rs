@@ -1,20 +1,25 @@
 //! Frontends and their routes: names, listen addresses (unique, and not the
 //! admin's), timeouts, route conditions and targets resolved to `BackendId`s.
-//! Invariant: a route has at least one condition and exactly one target, and
-//! every backend it names exists.
+//! Invariant: a route has at least one condition and exactly one target
+//! (backend, split, redirect, respond or deny), and every backend it names
+//! exists.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::{Collector, entry};
-use super::raw::{Int, RawFrontend, RawRoute, Text};
-use super::validate::{Uniques, optional, required, timeout};
+use super::raw::{Int, RawFrontend, RawLimits, RawRoute, Text};
+use super::validate::{Uniques, integer, optional, required, timeout};
 use super::values::{in_range, parse_name, parse_path_prefix, parse_route_host, parse_socket_addr};
-use crate::model::{BackendId, Frontend, FrontendName, FrontendTimeouts, Route, Target};
+use super::{answers, rules};
+use crate::model::{
+    BackendId, Direction, Frontend, FrontendLimits, FrontendName, FrontendTimeouts, Route, Target,
+};
 
 /// Backend names a route may refer to.
 pub(super) type BackendIds<'a> = HashMap<&'a str, BackendId>;
@@ -26,6 +31,7 @@ pub(super) fn frontends(
     raw: &[Spanned<RawFrontend>],
     backends: &BackendIds<'_>,
     admin: Option<(SocketAddr, Option<Range<usize>>)>,
+    dir: &Path,
 ) -> Vec<Frontend> {
     let mut names = Uniques::new("frontend name");
     let mut listens = Uniques::new("listen address");
@@ -107,12 +113,27 @@ pub(super) fn frontends(
                 Duration::from_secs(30),
             ),
         };
+        let limits = self::limits(c, &format!("{path}.limits"), f.limits.as_ref());
         let routes = f
             .route
             .iter()
             .enumerate()
-            .map(|(r, route)| self::route(c, &format!("{path}.route[{r}]"), route, backends))
+            .map(|(r, route)| self::route(c, &format!("{path}.route[{r}]"), dir, route, backends))
             .collect();
+        let tls = match (&f.tls, &f.hsts) {
+            (Some(tls), hsts) => super::tls::frontend_tls(c, &path, tls, hsts.as_ref()),
+            (None, Some(hsts)) => {
+                let message = "applies only to a TLS frontend; add tls = { certs = [...] }";
+                c.at(hsts.span(), format!("{path}.hsts"), message);
+                None
+            }
+            (None, None) => None,
+        };
+        let redirect_https = f.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
+        if let (Some(r), true, true) = (&f.redirect_https, redirect_https, tls.is_some()) {
+            let message = "applies only to a plain frontend; this one already serves TLS";
+            c.at(r.span(), format!("{path}.redirect_https"), message);
+        }
         frontends.push(Frontend {
             name: FrontendName::new(&name),
             listen,
@@ -120,14 +141,59 @@ pub(super) fn frontends(
             default_target,
             forward_headers: f.forward_headers.unwrap_or(true),
             timeouts,
+            tls,
+            redirect_https,
+            limits,
         });
     }
     frontends
 }
 
+/// `[frontend.limits]`. Bounds: a target hyper can parse at all (65534
+/// bytes), and heads up to 1 MiB with up to 1000 fields.
+fn limits(c: &mut Collector<'_>, path: &str, raw: Option<&RawLimits>) -> FrontendLimits {
+    let d = FrontendLimits::DEFAULT;
+    let Some(l) = raw else { return d };
+    FrontendLimits {
+        max_uri: integer(
+            c,
+            path,
+            "max_uri",
+            l.max_uri.as_ref(),
+            d.max_uri,
+            16..=65_534,
+        ),
+        max_head: integer(
+            c,
+            path,
+            "max_head",
+            l.max_head.as_ref(),
+            d.max_head,
+            1024..=1 << 20,
+        ),
+        max_headers: integer(
+            c,
+            path,
+            "max_headers",
+            l.max_headers.as_ref(),
+            d.max_headers,
+            1..=1000,
+        ),
+        max_header_line: integer(
+            c,
+            path,
+            "max_header_line",
+            l.max_header_line.as_ref(),
+            d.max_header_line,
+            64..=1 << 20,
+        ),
+    }
+}
+
 fn route(
     c: &mut Collector<'_>,
     path: &str,
+    dir: &Path,
     spanned: &Spanned<RawRoute>,
     backends: &BackendIds<'_>,
 ) -> Route {
@@ -138,41 +204,138 @@ fn route(
     let path_prefix = optional(c, path, "path_prefix", r.path_prefix.as_ref(), None, |s| {
         parse_path_prefix(s).map(Some)
     });
-    if r.host.is_none() && r.path_prefix.is_none() {
+    let exact = optional(c, path, "path", r.path.as_ref(), None, |s| {
+        rules::exact_path(s).map(Some)
+    });
+    let path_regex = optional(c, path, "path_regex", r.path_regex.as_ref(), None, |s| {
+        rules::regex(s).map(Some)
+    });
+    let conditions = [
+        r.host.is_some(),
+        r.path_prefix.is_some(),
+        r.path.is_some(),
+        r.path_regex.is_some(),
+        r.methods.is_some(),
+        r.headers.is_some(),
+        r.cookies.is_some(),
+        r.query.is_some(),
+    ];
+    if !conditions.contains(&true) {
         c.at(
             spanned.span(),
             path.to_owned(),
-            "matches every request: use default_backend, or add host or path_prefix",
+            "matches every request: use default_backend, or add a condition \
+             (host, path_prefix, path, path_regex, methods, headers, cookies or query)",
         );
     }
-    let placeholder = Target::Backend(BackendId(0));
-    let target = match (&r.backend, &r.split) {
-        (Some(_), None) => optional(c, path, "backend", r.backend.as_ref(), placeholder, |s| {
-            backend_id(s, backends).map(Target::Backend)
-        }),
-        (None, Some(split_table)) => self::split(c, path, split_table, backends),
-        (Some(_), Some(split_table)) => {
-            c.at(
-                split_table.span(),
-                format!("{path}.split"),
-                "expected either backend or split, not both",
-            );
-            placeholder
-        }
-        (None, None) => {
-            c.at(
-                spanned.span(),
-                path.to_owned(),
-                "expected a `backend` or a `split` key",
-            );
-            placeholder
-        }
-    };
+    let target = target(c, path, dir, spanned, backends);
+    let response_timeout = r
+        .timeouts
+        .as_ref()
+        .and_then(|t| t.response.as_ref())
+        .map(|t| {
+            timeout(
+                c,
+                &format!("{path}.timeouts"),
+                "response",
+                Some(t),
+                Duration::ZERO,
+            )
+        });
     Route {
         host,
         path_prefix,
+        path: exact,
+        path_regex,
+        methods: rules::methods(c, path, r.methods.as_ref()),
+        headers: rules::header_matches(c, path, r.headers.as_ref()),
+        cookies: rules::pairs(c, path, "cookies", r.cookies.as_ref()),
+        query: rules::pairs(c, path, "query", r.query.as_ref()),
         target,
+        rewrite: r
+            .rewrite
+            .as_ref()
+            .and_then(|rw| rules::rewrite(c, path, rw)),
+        request_headers: rules::header_rules(
+            c,
+            path,
+            "request_headers",
+            r.request_headers.as_ref(),
+            Direction::Request,
+        ),
+        response_headers: rules::header_rules(
+            c,
+            path,
+            "response_headers",
+            r.response_headers.as_ref(),
+            Direction::Response,
+        ),
+        response_timeout,
     }
+}
+
+/// Exactly one of `backend`, `split`, `redirect`, `respond` or `deny = true`.
+fn target(
+    c: &mut Collector<'_>,
+    path: &str,
+    dir: &Path,
+    spanned: &Spanned<RawRoute>,
+    backends: &BackendIds<'_>,
+) -> Target {
+    let r = spanned.get_ref();
+    let placeholder = Target::Backend(BackendId(0));
+    let given: Vec<(&str, std::ops::Range<usize>)> = [
+        ("backend", r.backend.as_ref().map(Spanned::span)),
+        ("split", r.split.as_ref().map(Spanned::span)),
+        ("redirect", r.redirect.as_ref().map(Spanned::span)),
+        ("respond", r.respond.as_ref().map(Spanned::span)),
+        ("deny", r.deny.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| span.map(|s| (key, s)))
+    .collect();
+    if given.len() > 1 {
+        let keys: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+        let (key, span) = given[1].clone();
+        c.at(
+            span,
+            format!("{path}.{key}"),
+            format!(
+                "expected one of backend, split, redirect, respond or deny, got {}",
+                keys.join(" and ")
+            ),
+        );
+        return placeholder;
+    }
+    if let Some(split_table) = &r.split {
+        return self::split(c, path, split_table, backends);
+    }
+    if let Some(redirect) = &r.redirect {
+        return answers::redirect(c, path, redirect);
+    }
+    if let Some(respond) = &r.respond {
+        return answers::respond(c, path, dir, respond);
+    }
+    if let Some(deny) = &r.deny {
+        if !*deny.get_ref() {
+            c.at(
+                deny.span(),
+                format!("{path}.deny"),
+                "expected deny = true, or no deny key",
+            );
+        }
+        return Target::Deny;
+    }
+    if r.backend.is_none() {
+        c.at(
+            spanned.span(),
+            path.to_owned(),
+            "expected a `backend`, `split`, `redirect`, `respond` or `deny` key",
+        );
+    }
+    optional(c, path, "backend", r.backend.as_ref(), placeholder, |s| {
+        backend_id(s, backends).map(Target::Backend)
+    })
 }
 
 fn split(

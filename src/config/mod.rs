@@ -9,11 +9,14 @@
 //! Invariant: a returned `Topology` is fully valid; nothing else derives
 //! `Deserialize` for configuration.
 
+mod answers;
 mod backend;
 mod duration;
 mod error;
 mod frontend;
 mod raw;
+mod rules;
+mod tls;
 mod validate;
 mod values;
 

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub frontend: Vec<Spanned<RawFrontend>>,
     #[serde(default)]
     pub backend: Vec<Spanned<RawBackend>>,
+    /// Status (`"503"`) -> file of the page served instead.
+    pub errors: Option<BTreeMap<Text, Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +37,48 @@ pub struct RawGlobal {
     pub state_file: Option<Spanned<PathOrOff>>,
     pub max_connections: Option<Int>,
     pub watch: Option<bool>,
+    pub request_id: Option<Spanned<RawRequestId>>,
+    pub trusted_proxies: Option<Spanned<Vec<Text>>>,
+}
+
+/// `request_id = false` or `request_id = { header = "X-Request-Id" }`.
+/// Deserialized by hand: an untagged enum would lose the spans inside.
+#[derive(Debug)]
+pub enum RawRequestId {
+    Enabled(bool),
+    Header(RawRequestIdHeader),
+}
+
+impl<'de> Deserialize<'de> for RawRequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawRequestId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or a table like { header = "X-Request-Id" }"#)
+            }
+
+            fn visit_bool<E>(self, enabled: bool) -> Result<RawRequestId, E> {
+                Ok(RawRequestId::Enabled(enabled))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRequestId, A::Error> {
+                RawRequestIdHeader::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRequestId::Header)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestIdHeader {
+    pub header: Option<Text>,
 }
 
 /// A path, or `false` to turn the feature off (`true` means the default).
@@ -60,8 +104,80 @@ pub struct RawFrontend {
     pub default_backend: Option<Text>,
     pub forward_headers: Option<bool>,
     pub timeouts: Option<RawFrontendTimeouts>,
+    pub tls: Option<Spanned<RawFrontendTls>>,
+    pub hsts: Option<Text>,
+    pub redirect_https: Option<Spanned<bool>>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+}
+
+/// `tls = { certs = [ { cert = "site.pem", key = "site.key" } ] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrontendTls {
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawCert>>,
+}
+
+/// One certificate chain and its key; without `key` the cert file holds both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+}
+
+/// `tls = true` or `tls = { ca = "ca.pem", verify = false }` on a backend.
+/// Deserialized by hand: serde's untagged enums buffer the value and lose
+/// the spans of the table's values.
+#[derive(Debug)]
+pub enum RawBackendTls {
+    Enabled(bool),
+    Table(RawBackendTlsTable),
+}
+
+impl<'de> Deserialize<'de> for RawBackendTls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawBackendTls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or a table like { ca = "ca.pem", verify = true }"#)
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawBackendTls::Enabled(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawBackendTlsTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawBackendTls::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTlsTable {
+    pub ca: Option<Text>,
+    pub verify: Option<bool>,
+}
+
+/// `[frontend.limits]`: sizes and counts of a request head.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_uri: Option<Int>,
+    pub max_head: Option<Int>,
+    pub max_headers: Option<Int>,
+    pub max_header_line: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +198,67 @@ pub struct RawRoute {
     /// Backend name -> relative weight. Keys come sorted by name, so the
     /// model's split order is deterministic.
     pub split: Option<Spanned<BTreeMap<Text, Int>>>,
+    pub path: Option<Text>,
+    pub path_regex: Option<Text>,
+    pub methods: Option<Spanned<Vec<Text>>>,
+    pub headers: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub cookies: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub query: Option<Spanned<BTreeMap<Text, Text>>>,
+    pub redirect: Option<Spanned<RawRedirect>>,
+    pub respond: Option<Spanned<RawRespond>>,
+    pub deny: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<RawRewrite>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
+    pub timeouts: Option<RawRouteTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub to: Option<Text>,
+    pub code: Option<Int>,
+    pub keep_path: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    pub status: Option<Int>,
+    pub body: Option<Text>,
+    pub body_file: Option<Text>,
+    pub content_type: Option<Text>,
+}
+
+/// Exactly one of `strip_prefix`, `replace_prefix` or `regex` (with `to`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub strip_prefix: Option<Text>,
+    pub replace_prefix: Option<Spanned<RawReplacePrefix>>,
+    pub regex: Option<Text>,
+    pub to: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplacePrefix {
+    pub from: Option<Text>,
+    pub to: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRules {
+    pub set: Option<BTreeMap<Text, Text>>,
+    pub add: Option<BTreeMap<Text, Text>>,
+    pub remove: Option<Vec<Text>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTimeouts {
+    pub response: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +271,13 @@ pub struct RawBackend {
     pub timeouts: Option<RawBackendTimeouts>,
     pub passive_fall: Option<Int>,
     pub drain_to_maint: Option<bool>,
+    pub tls: Option<Spanned<RawBackendTls>>,
+    /// A size: `"100MiB"` or an integer of bytes.
+    pub max_body: Option<Spanned<toml::Value>>,
     pub cookie: Option<Spanned<RawCookie>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
 }

@@ -12,19 +12,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Collector, ConfigErrors, line_column};
-use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, Text};
-use super::values::{in_range, parse_socket_addr};
-use super::{backend, duration::parse_duration, frontend};
+use http::HeaderName;
 use toml::Spanned;
 
-use crate::model::{Admin, BackendId, Global, LogFormat, StateFile, Topology};
+use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, RawRequestId, Text};
+use super::values::{in_range, parse_socket_addr};
+use super::{answers, backend, duration::parse_duration, frontend};
+use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, StateFile, Topology};
 
 pub(crate) fn validate(
     raw: RawConfig,
     source: &str,
     file: &Path,
 ) -> Result<Topology, ConfigErrors> {
-    let mut c = Collector::new(source);
+    let mut c =
+        Collector::new(source).with_base_dir(file.parent().unwrap_or_else(|| Path::new("")));
     let global = global(&mut c, raw.global.unwrap_or_default());
     let admin_text = raw.admin.as_ref().and_then(|a| a.listen.clone());
     let admin = admin(&mut c, raw.admin.unwrap_or_default());
@@ -51,7 +53,10 @@ pub(crate) fn validate(
             "expected at least one [[frontend]] table",
         );
     }
-    let frontends = frontend::frontends(&mut c, &raw.frontend, &backend_ids, admin_listen);
+    // Files named in the config are relative to its directory.
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let frontends = frontend::frontends(&mut c, &raw.frontend, &backend_ids, admin_listen, dir);
+    let errors = answers::error_pages(&mut c, dir, raw.errors.as_ref());
 
     c.finish(file)?;
     Ok(Topology {
@@ -59,6 +64,7 @@ pub(crate) fn validate(
         admin,
         frontends,
         backends,
+        errors,
     })
 }
 
@@ -71,7 +77,7 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
             "grace",
             raw.grace.as_ref(),
             Duration::from_secs(10),
-            parse_duration,
+            |s| bounded_duration(s, Duration::ZERO),
         ),
         access_log: optional(
             c,
@@ -88,10 +94,55 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
         ),
         state_file: state_file(c, raw.state_file.as_ref()),
         watch: raw.watch.unwrap_or(true),
-        max_connections: raw
-            .max_connections
-            .as_ref()
-            .map(|n| integer(c, at, "max_connections", Some(n), 10_000, 1..=u32::MAX) as usize),
+        max_connections: raw.max_connections.as_ref().map(|n| {
+            integer(
+                c,
+                at,
+                "max_connections",
+                Some(n),
+                10_000,
+                1..=MAX_CONNECTIONS,
+            ) as usize
+        }),
+        request_id: request_id(c, raw.request_id.as_ref()),
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .flat_map(|list| list.get_ref())
+            .filter_map(|text| match text.get_ref().parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(message) => {
+                    c.at(text.span(), format!("{at}.trusted_proxies"), message);
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+/// On by default with `X-Request-Id`; `false` turns it off.
+fn request_id(c: &mut Collector<'_>, raw: Option<&Spanned<RawRequestId>>) -> Option<HeaderName> {
+    let default = HeaderName::from_static("x-request-id");
+    match raw.map(Spanned::get_ref) {
+        None | Some(RawRequestId::Enabled(true)) => Some(default),
+        Some(RawRequestId::Enabled(false)) => None,
+        Some(RawRequestId::Header(table)) => optional(
+            c,
+            "global.request_id",
+            "header",
+            table.header.as_ref(),
+            Some(default),
+            |s| match HeaderName::from_bytes(s.as_bytes()) {
+                Ok(name)
+                    if !name.as_str().starts_with("x-forwarded-") && name != http::header::HOST =>
+                {
+                    Ok(Some(name))
+                }
+                _ => Err(format!(
+                    r#"expected a header name like "X-Request-Id", got {s:?}"#
+                )),
+            },
+        ),
     }
 }
 
@@ -197,7 +248,18 @@ pub(super) fn integer(
     }
 }
 
-/// An optional timeout, which must be above zero.
+/// The most `global.max_connections` may be.
+pub(super) const MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// The longest duration any key takes: 7 days. Longer ones are mistakes, and
+/// bounding them keeps every deadline computed from them (`now + timeout`)
+/// far from overflow.
+pub(super) const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A timeout's shortest value: below it a timer cannot keep its word.
+pub(super) const SHORTEST: Duration = Duration::from_millis(1);
+
+/// An optional timeout, from `SHORTEST` to `LONGEST`.
 pub(super) fn timeout(
     c: &mut Collector<'_>,
     path: &str,
@@ -205,12 +267,24 @@ pub(super) fn timeout(
     raw: Option<&Text>,
     default: Duration,
 ) -> Duration {
-    optional(c, path, key, raw, default, |s| match parse_duration(s)? {
-        Duration::ZERO => Err(format!(
-            r#"expected a duration above zero like "5s", got {s:?}"#
-        )),
-        d => Ok(d),
+    optional(c, path, key, raw, default, |s| {
+        bounded_duration(s, SHORTEST)
     })
+}
+
+/// A duration from `min` to `LONGEST`, the bounds named in the error.
+fn bounded_duration(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if (min..=LONGEST).contains(&d) {
+        return Ok(d);
+    }
+    let shortest = match min {
+        Duration::ZERO => "0s",
+        _ => "1ms",
+    };
+    Err(format!(
+        r#"expected a duration from {shortest} to 168h (7 days), got {s:?}"#
+    ))
 }
 
 /// Reports every value seen twice, pointing at the later one.

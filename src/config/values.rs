@@ -195,6 +195,21 @@ pub fn parse_cookie_name(s: &str) -> Result<Box<str>, String> {
     }
 }
 
+/// A size: digits and a unit `B`, `KiB`, `MiB` or `GiB`. The error is empty:
+/// the caller says what is expected, with its bounds.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let scale: u64 = match &s[digits..] {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(String::new()),
+    };
+    let n: u64 = s[..digits].parse().map_err(|_| String::new())?;
+    n.checked_mul(scale).ok_or_else(String::new)
+}
+
 /// An integer within `min..=max`.
 pub fn in_range(n: i64, min: u32, max: u32) -> Result<u32, String> {
     match u32::try_from(n) {

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::model::Topology;
 use crate::runtime::{ReloadCause, Runtime, Snapshot};
 
 /// Quiet time after the last event before the files are read: editors and
@@ -31,21 +32,21 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 pub struct FileWatcher {
     runtime: Arc<Runtime>,
     config_file: PathBuf,
+    watcher: RecommendedWatcher,
+    events: mpsc::UnboundedReceiver<notify::Result<()>>,
+    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    watched: Watched,
+    files: Vec<PathBuf>,
+    /// The content last loaded or asked for.
+    last: u64,
 }
 
 impl FileWatcher {
-    /// A watcher for the runtime's config file; `None` when it has none.
-    pub fn new(runtime: Arc<Runtime>) -> Option<FileWatcher> {
+    /// Starts watching the runtime's config file now (so no change after
+    /// this call is missed); `None` when there is no file or no watcher.
+    pub fn start(runtime: Arc<Runtime>) -> Option<FileWatcher> {
         let config_file = runtime.config_file()?.to_path_buf();
-        Some(FileWatcher {
-            runtime,
-            config_file,
-        })
-    }
-
-    /// Watches until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let handler = move |event: notify::Result<notify::Event>| {
             let _closed = events_tx.send(event.map(|_| ()));
         };
@@ -55,15 +56,44 @@ impl FileWatcher {
                 tracing::error!(
                     "cannot watch the config file: {e}; SIGHUP and the API still reload"
                 );
-                return;
+                return None;
             }
         };
-        let mut snapshots = self.runtime.subscribe();
+        let mut snapshots = runtime.subscribe();
+        let files = files_to_watch(&config_file, &snapshots.borrow_and_update().topology);
         let mut watched = Watched::default();
-        let mut files = self.files(&snapshots.borrow_and_update());
         watched.follow(&mut watcher, &files);
-        let mut last = fingerprint(&files);
-        let mut due: Option<Instant> = None;
+        // What was loaded, so a change between the load and now is seen.
+        let last = match runtime.config_source() {
+            Some(source) => fingerprint_with(&files, Some(source.as_bytes())),
+            None => fingerprint(&files),
+        };
+        Some(FileWatcher {
+            runtime,
+            config_file,
+            watcher,
+            events,
+            snapshots,
+            watched,
+            files,
+            last,
+        })
+    }
+
+    /// Watches until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let FileWatcher {
+            runtime,
+            config_file,
+            mut watcher,
+            mut events,
+            mut snapshots,
+            mut watched,
+            mut files,
+            mut last,
+        } = self;
+        // Anything that happened before this task ran is looked at once.
+        let mut due: Option<Instant> = Some(Instant::now());
         loop {
             let wait = async {
                 match due {
@@ -78,7 +108,7 @@ impl FileWatcher {
                         break;
                     }
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                    files = self.files(&snapshot);
+                    files = files_to_watch(&config_file, &snapshot.topology);
                     watched.follow(&mut watcher, &files);
                 }
                 event = events.recv() => match event {
@@ -91,8 +121,8 @@ impl FileWatcher {
                     if files.is_empty() {
                         continue;
                     }
-                    if !self.config_file.exists() {
-                        tracing::info!(file = %self.config_file.display(), "config file is gone; waiting for it to come back");
+                    if !config_file.exists() {
+                        tracing::info!(file = %config_file.display(), "config file is gone; waiting for it to come back");
                         continue;
                     }
                     let now = fingerprint(&files);
@@ -101,21 +131,22 @@ impl FileWatcher {
                     }
                     last = now;
                     // The outcome is logged and recorded by the writer.
-                    let _outcome = self.runtime.reload(ReloadCause::File).await;
+                    let _outcome = runtime.reload(ReloadCause::File).await;
                 }
             }
         }
     }
+}
 
-    /// The files to watch for `snapshot`: none when it turns watching off.
-    fn files(&self, snapshot: &Snapshot) -> Vec<PathBuf> {
-        if !snapshot.topology.global.watch {
-            return Vec::new();
-        }
-        let mut files = vec![self.config_file.clone()];
-        files.extend(snapshot.topology.watched_files());
-        files
+/// The config file and the files its topology names; none when the
+/// topology turns watching off.
+fn files_to_watch(config_file: &Path, topology: &Topology) -> Vec<PathBuf> {
+    if !topology.global.watch {
+        return Vec::new();
     }
+    let mut files = vec![config_file.to_path_buf()];
+    files.extend(topology.watched_files());
+    files
 }
 
 /// The directories being watched.
@@ -159,4 +190,40 @@ fn fingerprint(files: &[PathBuf]) -> u64 {
         std::fs::read(file).ok().hash(&mut hasher);
     }
     hasher.finish()
+}
+
+/// The same, with the first file's content given.
+fn fingerprint_with(files: &[PathBuf], first: Option<&[u8]>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (i, file) in files.iter().enumerate() {
+        if i == 0 {
+            first.map(<[u8]>::to_vec).hash(&mut hasher);
+        } else {
+            std::fs::read(file).ok().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(extra: &str, expected: &[&str]) {
+        let text =
+            format!("[global]\n{extra}\n[[frontend]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n");
+        let topology = crate::config::parse(&text, Path::new("t.toml")).expect("valid");
+        let files = files_to_watch(Path::new("conf/switchyard.toml"), &topology);
+        let dirs: BTreeSet<PathBuf> = files.iter().map(|f| parent(f)).collect();
+        let expected_dirs: BTreeSet<PathBuf> = expected.iter().map(PathBuf::from).collect();
+        assert_eq!(dirs, expected_dirs, "{extra}");
+    }
+
+    #[test]
+    fn the_config_files_directory_is_watched_unless_turned_off() {
+        check("", &["conf"]);
+        check("watch = true", &["conf"]);
+        check("watch = false", &[]);
+        assert_eq!(parent(Path::new("switchyard.toml")), PathBuf::from("."));
+    }
 }

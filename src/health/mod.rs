@@ -33,6 +33,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::upstream::UpstreamTls;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +59,8 @@ pub struct CheckTarget {
     /// `Host` header to send: the check's own host, else the backend's host;
     /// `None` sends the address.
     pub host: Option<Box<str>>,
+    /// TLS to speak, as the backend's requests do.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl CheckTarget {
@@ -70,6 +74,7 @@ impl CheckTarget {
             && self.addr == other.addr
             && self.spec == other.spec
             && self.host == other.host
+            && self.tls.as_ref().map(|t| &t.name) == other.tls.as_ref().map(|t| &t.name)
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::model::{CheckKind, HttpCheck};
 use crate::state::CheckOutcome;
+use crate::upstream::{UpstreamStream, UpstreamTls};
 
 /// `User-Agent` of every HTTP check request.
 pub const USER_AGENT_VALUE: &str = "switchyard-check";
@@ -28,12 +29,15 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Runs one check. The checker owns timing, timeouts and the rise/fall
 /// state; a probe only reports what it saw.
 pub trait Probe: Send + Sync + 'static {
-    /// Checks `addr` once. `host` is the `Host` header of an HTTP check.
+    /// Checks `addr` once. `host` is the `Host` header of an HTTP check;
+    /// with `tls` the check speaks TLS as the backend's requests do (a TCP
+    /// check then also completes the handshake).
     fn check(
         &self,
         addr: SocketAddr,
         kind: &CheckKind,
         host: &str,
+        tls: Option<&UpstreamTls>,
     ) -> impl Future<Output = CheckOutcome> + Send;
 }
 
@@ -43,23 +47,46 @@ pub trait Probe: Send + Sync + 'static {
 pub struct NetProbe;
 
 impl Probe for NetProbe {
-    async fn check(&self, addr: SocketAddr, kind: &CheckKind, host: &str) -> CheckOutcome {
+    async fn check(
+        &self,
+        addr: SocketAddr,
+        kind: &CheckKind,
+        host: &str,
+        tls: Option<&UpstreamTls>,
+    ) -> CheckOutcome {
         let result = match kind {
-            CheckKind::Tcp => tcp(addr).await,
-            CheckKind::Http(check) => http(addr, check, host).await,
+            CheckKind::Tcp => tcp(addr, tls).await,
+            CheckKind::Http(check) => http(addr, check, host, tls).await,
         };
         result.unwrap_or_else(|message| CheckOutcome::Error { message })
     }
 }
 
-async fn tcp(addr: SocketAddr) -> Result<CheckOutcome, String> {
-    TcpStream::connect(addr)
+async fn tcp(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<CheckOutcome, String> {
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(tls) = tls {
+        handshake(stream, tls).await?;
+    }
     Ok(CheckOutcome::Passed { status: None })
 }
 
-async fn http(addr: SocketAddr, check: &HttpCheck, host: &str) -> Result<CheckOutcome, String> {
+/// The TLS handshake over `stream`, verified as the backend's requests are.
+async fn handshake(stream: TcpStream, tls: &UpstreamTls) -> Result<UpstreamStream, String> {
+    tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config))
+        .connect(tls.name.clone(), stream)
+        .await
+        .map(|s| UpstreamStream::Tls(Box::new(s)))
+        .map_err(|e| format!("tls: {e}"))
+}
+
+async fn http(
+    addr: SocketAddr,
+    check: &HttpCheck,
+    host: &str,
+    tls: Option<&UpstreamTls>,
+) -> Result<CheckOutcome, String> {
     let request = Request::builder()
         .method(check.method.clone())
         .uri(&*check.path)
@@ -76,6 +103,10 @@ async fn http(addr: SocketAddr, check: &HttpCheck, host: &str) -> Result<CheckOu
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%addr, "check socket: set_nodelay: {e}");
     }
+    let stream = match tls {
+        Some(tls) => handshake(stream, tls).await?,
+        None => UpstreamStream::Plain(stream),
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("http: {e}"))?;

@@ -88,7 +88,11 @@ impl<P: Probe> ServerCheck<P> {
     async fn probe_once(&self, addr: SocketAddr, host: &str) -> Option<(CheckOutcome, Duration)> {
         let spec = &self.target.spec;
         let started = Instant::now();
-        let probe = tokio::time::timeout(spec.timeout, self.probe.check(addr, &spec.kind, host));
+        let probe = tokio::time::timeout(
+            spec.timeout,
+            self.probe
+                .check(addr, &spec.kind, host, self.target.tls.as_ref()),
+        );
         let outcome = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return None,

@@ -66,7 +66,13 @@ impl Drop for InFlight<'_> {
 }
 
 impl Probe for FakeProbe {
-    async fn check(&self, addr: SocketAddr, _kind: &CheckKind, _host: &str) -> CheckOutcome {
+    async fn check(
+        &self,
+        addr: SocketAddr,
+        _kind: &CheckKind,
+        _host: &str,
+        _tls: Option<&crate::upstream::UpstreamTls>,
+    ) -> CheckOutcome {
         let shared = &self.0;
         shared
             .calls
@@ -111,6 +117,7 @@ fn target(server: &str, port: u16, spec: CheckSpec) -> CheckTarget {
         addr: Some(addr(port)),
         spec,
         host: None,
+        tls: None,
     }
 }
 

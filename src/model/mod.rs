@@ -1,17 +1,35 @@
 //! The validated domain: typed values built from `config`, ready to serve.
 //! Owns `Topology` and everything in it (frontends, routes, backends, servers,
-//! timeouts, check and cookie specs) and the name newtypes.
+//! timeouts, check and cookie specs, header rules, error pages) and the name
+//! newtypes.
 //! Invariant: every value here is already valid (names unique, references
 //! resolved to indices, durations and weights in range); nothing here does IO
 //! or knows TOML.
 
+mod cidr;
+mod describe;
+pub mod diff;
 mod names;
+mod route;
+mod rules;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+pub use cidr::{Cidr, client_address};
+pub use describe::{RouteAction, RouteConditions, RouteDescription};
 pub use names::{BackendName, FrontendName, ServerName};
+pub use route::{
+    Expansion, HeaderMatch, HostMatch, PathRegex, Redirect, RequestView, Respond, Rewrite, Route,
+    Target, path_has_prefix,
+};
+pub use rules::{Direction, HeaderRules, Part, Template, Variable};
+pub use tls::{BackendTls, Certificate, FrontendTls, PrivateKey};
 
 /// The whole validated configuration: what one snapshot serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +38,8 @@ pub struct Topology {
     pub admin: Admin,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+    /// Pages served instead of the proxy's own 502/503/504 bodies.
+    pub errors: ErrorPages,
 }
 
 impl Topology {
@@ -30,14 +50,6 @@ impl Topology {
             .enumerate()
             .find(|(_, b)| &*b.name == name)
             .map(|(i, b)| (BackendId(i), b))
-    }
-
-    /// Every file the config names besides itself, whose change must reload
-    /// it (today none is read at load; TLS certificates and error pages add
-    /// theirs here). A plain list: the file watcher watches their parent
-    /// directories.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
-        Vec::new()
     }
 }
 
@@ -56,6 +68,31 @@ pub struct Global {
     /// Most client connections open at once, over all frontends; `None`
     /// derives it from the open-file limit at start.
     pub max_connections: Option<usize>,
+    /// The request id header; `None` when request ids are off.
+    pub request_id: Option<HeaderName>,
+    /// Peers whose `X-Forwarded-For` and request id are believed.
+    pub trusted_proxies: Box<[Cidr]>,
+}
+
+/// Bodies the proxy serves instead of its own text for the failures it
+/// answers itself; loaded from files at load time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPages {
+    pub pages: Box<[ErrorPage]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// 502, 503 or 504.
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub content_type: HeaderValue,
+}
+
+impl ErrorPages {
+    pub fn get(&self, status: StatusCode) -> Option<&ErrorPage> {
+        self.pages.iter().find(|p| p.status == status)
+    }
 }
 
 /// Where the state file lives.
@@ -101,6 +138,35 @@ pub struct Frontend {
     /// Add `X-Forwarded-For` (appended) and set `X-Forwarded-Proto`/`-Host`.
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    /// Terminates TLS with these certificates; `None` serves plain HTTP.
+    pub tls: Option<FrontendTls>,
+    /// A plain frontend that answers every request with a redirect to
+    /// `https://` (308).
+    pub redirect_https: bool,
+    pub limits: FrontendLimits,
+}
+
+/// Most sizes and counts of a request head (HARDENING.md 2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontendLimits {
+    /// Longest request target, in bytes; longer gets 414.
+    pub max_uri: u32,
+    /// Largest head (request line and header lines), in bytes; larger gets 431.
+    pub max_head: u32,
+    /// Most header fields; more get 431.
+    pub max_headers: u32,
+    /// Longest header line (`name: value`), in bytes; longer gets 431.
+    pub max_header_line: u32,
+}
+
+impl FrontendLimits {
+    /// nginx's and hyper's measured defaults, as HARDENING.md 2.3 asks.
+    pub const DEFAULT: FrontendLimits = FrontendLimits {
+        max_uri: 8192,
+        max_head: 32 * 1024,
+        max_headers: 100,
+        max_header_line: 8192,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,34 +179,6 @@ pub struct FrontendTimeouts {
     pub body_idle: Duration,
     /// Most time one write to the client may wait (slow-read guard).
     pub write_idle: Duration,
-}
-
-/// One routing rule: every condition present must match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub host: Option<HostMatch>,
-    /// Matches at segment boundaries: `/api/users` matches `/api/users`,
-    /// `/api/users/7` and `/api/users?x`, not `/api/usersx`.
-    pub path_prefix: Option<Box<str>>,
-    pub target: Target,
-}
-
-/// How a route matches the request's host (port removed, lowercase).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// `shop.example.com`
-    Exact(Box<str>),
-    /// `*.example.com`, stored as `.example.com`: any host ending so, with at
-    /// least one more label in front.
-    Suffix(Box<str>),
-}
-
-/// Where a matched request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Backend(BackendId),
-    /// Weighted split across backends; weights are relative, at least one > 0.
-    Split(Vec<(BackendId, u32)>),
 }
 
 /// A named pool of servers.
@@ -160,6 +198,13 @@ pub struct Backend {
     pub passive_fall: Option<u32>,
     /// Move a DRAIN server to MAINT by itself once its last request ends.
     pub drain_to_maint: bool,
+    /// Speak TLS to the servers; `None` speaks plain HTTP.
+    pub tls: Option<BackendTls>,
+    /// Largest request body, in bytes; larger gets 413.
+    pub max_body: u64,
+    /// Applied before the route's own rules.
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,102 +344,4 @@ impl StatusRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieSpec {
     pub name: Box<str>,
-}
-
-impl HostMatch {
-    /// `host` is already lowercase and without port.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Exact(h) => **h == *host,
-            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(&**s),
-        }
-    }
-}
-
-impl Route {
-    /// Whether a request for `host` (lowercase, no port; `None` when the
-    /// request has none) and normalised `path` takes this route.
-    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        let host_ok = match (&self.host, host) {
-            (None, _) => true,
-            (Some(m), Some(h)) => m.matches(h),
-            (Some(_), None) => false,
-        };
-        host_ok
-            && self
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| path_has_prefix(path, p))
-    }
-}
-
-/// Prefix match at a segment boundary: `/api` matches `/api`, `/api/x`, not `/apix`.
-fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(host: Option<HostMatch>, prefix: Option<&str>) -> Route {
-        Route {
-            host,
-            path_prefix: prefix.map(Into::into),
-            target: Target::Backend(BackendId(0)),
-        }
-    }
-
-    #[test]
-    fn route_matching() {
-        let cases: &[(Route, Option<&str>, &str, bool)] = &[
-            (route(None, Some("/api/users")), None, "/api/users", true),
-            (route(None, Some("/api/users")), None, "/api/users/7", true),
-            (route(None, Some("/api/users")), None, "/api/usersx", false),
-            (route(None, Some("/api/")), None, "/api/x", true),
-            (route(None, Some("/")), None, "/anything", true),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                Some("a.com"),
-                "/",
-                true,
-            ),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                Some("b.com"),
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Exact("a.com".into())), None),
-                None,
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), None),
-                Some("x.a.com"),
-                "/",
-                true,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), None),
-                Some("a.com"),
-                "/",
-                false,
-            ),
-            (
-                route(Some(HostMatch::Suffix(".a.com".into())), Some("/p")),
-                Some("x.a.com"),
-                "/q",
-                false,
-            ),
-        ];
-        for (r, host, path, expected) in cases {
-            assert_eq!(r.matches(*host, path), *expected, "{r:?} {host:?} {path}");
-        }
-    }
 }

@@ -2,30 +2,39 @@
 //! one task so the request path never waits on stdout.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{Method, Version};
+use http::{HeaderValue, Method, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::model::{BackendName, FrontendName, LogFormat, ServerName};
+use crate::state::ProcessCounters;
 
 /// Lines waiting for stdout at most; beyond it lines are dropped and counted.
 const QUEUE: usize = 8192;
+
+/// Dropped lines are reported in the process log at most this often.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What one request did, as logged.
 #[derive(Debug)]
 pub struct LogRecord {
     pub time: SystemTime,
+    /// The TCP peer.
     pub client: SocketAddr,
+    /// The client's address behind trusted proxies, when not the peer's.
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Option<HeaderValue>,
     pub frontend: FrontendName,
     pub backend: Option<BackendName>,
     pub server: Option<ServerName>,
     pub method: Method,
     pub target: Option<http::uri::PathAndQuery>,
+    /// The target sent to the server, when a rewrite changed it.
+    pub rewritten: Option<http::uri::PathAndQuery>,
     pub version: Version,
     pub status: u16,
     pub bytes: u64,
@@ -40,37 +49,96 @@ pub struct LogRecord {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<LogRecord>,
-    dropped: Arc<AtomicU64>,
+    /// Counts lines dropped on a full queue (`switchyard_access_log_dropped_total`).
+    counters: Arc<ProcessCounters>,
 }
 
 impl AccessLog {
-    /// The handle and the writer task to run.
-    pub fn new(format: LogFormat) -> (AccessLog, impl Future<Output = ()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+    /// The handle and the writer task to run; `stdout` is where lines go.
+    pub fn new<W>(
+        format: LogFormat,
+        counters: Arc<ProcessCounters>,
+        stdout: W,
+    ) -> (AccessLog, impl Future<Output = ()>)
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        Self::with_queue(format, counters, stdout, QUEUE)
+    }
+
+    fn with_queue<W>(
+        format: LogFormat,
+        counters: Arc<ProcessCounters>,
+        stdout: W,
+        queue: usize,
+    ) -> (AccessLog, impl Future<Output = ()>)
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let (tx, rx) = mpsc::channel(queue);
         let log = AccessLog {
             tx,
-            dropped: Arc::clone(&dropped),
+            counters: Arc::clone(&counters),
         };
-        (log, write_lines(rx, format, dropped))
+        (log, write_lines(rx, format, counters, stdout))
     }
 
     /// Queues a record; never waits.
     pub fn record(&self, record: LogRecord) {
         if self.tx.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.count_access_log_dropped();
         }
     }
 }
 
-async fn write_lines(
+/// Reports dropped lines in the process log, at most once per
+/// `DROP_REPORT_EVERY`, with the count since the last report.
+struct DropReport {
+    counters: Arc<ProcessCounters>,
+    reported: u64,
+    last: Option<tokio::time::Instant>,
+}
+
+impl DropReport {
+    fn report(&mut self) {
+        let total = self.counters.access_log_dropped();
+        let now = tokio::time::Instant::now();
+        if total > self.reported && self.last.is_none_or(|t| now >= t + DROP_REPORT_EVERY) {
+            tracing::warn!(
+                dropped = total - self.reported,
+                total,
+                "access log lines dropped: stdout is too slow"
+            );
+            self.reported = total;
+            self.last = Some(now);
+        }
+    }
+}
+
+async fn write_lines<W>(
     mut rx: mpsc::Receiver<LogRecord>,
     format: LogFormat,
-    dropped: Arc<AtomicU64>,
-) {
-    let mut out = tokio::io::stdout();
+    counters: Arc<ProcessCounters>,
+    mut out: W,
+) where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut drops = DropReport {
+        counters,
+        reported: 0,
+        last: None,
+    };
+    let mut tick = tokio::time::interval(DROP_REPORT_EVERY);
     let mut buf = String::with_capacity(64 * 1024);
-    while let Some(record) = rx.recv().await {
+    loop {
+        let record = tokio::select! {
+            record = rx.recv() => record,
+            _ = tick.tick() => {
+                drops.report();
+                continue;
+            }
+        };
+        let Some(record) = record else { return };
         format_record(&mut buf, &record, format);
         while buf.len() < 60 * 1024 {
             match rx.try_recv() {
@@ -78,10 +146,7 @@ async fn write_lines(
                 Err(_) => break,
             }
         }
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let _ = writeln!(buf, "access log: {lost} lines dropped, stdout too slow");
-        }
+        drops.report();
         if out.write_all(buf.as_bytes()).await.is_err() {
             return;
         }
@@ -97,11 +162,21 @@ pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
     let backend = r.backend.as_deref().unwrap_or("-");
     let server = r.server.as_deref().unwrap_or("-");
     let time = Rfc3339(r.time);
+    let request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok());
+    let rewritten = r.rewritten.as_ref().map(http::uri::PathAndQuery::as_str);
+    let client = match r.client_ip {
+        Some(ip) => ip.to_string(),
+        None => r.client.to_string(),
+    };
     let _ = match format {
         LogFormat::Text => writeln!(
             buf,
-            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}",
-            client = r.client,
+            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}{rewrite}{peer}{id}",
+            rewrite = rewritten.map_or(String::new(), |t| format!(" rewritten={t}")),
+            peer = r
+                .client_ip
+                .map_or(String::new(), |_| format!(" peer={}", r.client)),
+            id = request_id.map_or(String::new(), |id| format!(" request_id={id}")),
             frontend = r.frontend,
             method = r.method,
             version = r.version,
@@ -119,7 +194,10 @@ pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
             "{}",
             serde_json::json!({
                 "time": time.to_string(),
-                "client": r.client.to_string(),
+                "client": client,
+                "peer": r.client.to_string(),
+                "request_id": request_id,
+                "rewritten": rewritten,
                 "frontend": &*r.frontend,
                 "backend": backend,
                 "server": server,
@@ -179,6 +257,9 @@ mod tests {
         LogRecord {
             time: UNIX_EPOCH + Duration::from_millis(1_795_316_566_123),
             client: "127.0.0.1:5000".parse().expect("addr"),
+            client_ip: None,
+            request_id: None,
+            rewritten: None,
             frontend: FrontendName::new("web"),
             backend: Some(BackendName::new("monolith")),
             server: Some(ServerName::new("old-1")),
@@ -204,6 +285,37 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn lines_beyond_the_queue_are_dropped_and_counted() {
+        let counters = Arc::new(ProcessCounters::default());
+        // The writer is not run, so the queue of 2 fills and stays full.
+        let (log, _writer) =
+            AccessLog::with_queue(LogFormat::Text, Arc::clone(&counters), tokio::io::sink(), 2);
+        for _ in 0..10 {
+            log.record(record());
+        }
+        assert_eq!(counters.access_log_dropped(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_lines_are_reported_at_most_once_a_second() {
+        let counters = Arc::new(ProcessCounters::default());
+        let mut report = DropReport {
+            counters: Arc::clone(&counters),
+            reported: 0,
+            last: None,
+        };
+        counters.count_access_log_dropped();
+        report.report();
+        assert_eq!(report.reported, 1, "the first drop is reported at once");
+        counters.count_access_log_dropped();
+        report.report();
+        assert_eq!(report.reported, 1, "not again within the second");
+        tokio::time::advance(DROP_REPORT_EVERY).await;
+        report.report();
+        assert_eq!(report.reported, 2, "a second later, with the new count");
+    }
+
     #[test]
     fn json_line() {
         let mut buf = String::new();
@@ -212,5 +324,30 @@ mod tests {
         assert_eq!(v["server"], "old-1");
         assert_eq!(v["status"], 200);
         assert_eq!(v["time"], "2026-11-22T03:02:46.123Z");
+    }
+
+    #[test]
+    fn text_line_with_rewrite_client_ip_and_request_id() {
+        let mut r = record();
+        r.client_ip = Some("203.0.113.9".parse().expect("ip"));
+        r.request_id = Some(HeaderValue::from_static("abc"));
+        r.rewritten = Some(http::uri::PathAndQuery::from_static("/users/7?y=1"));
+        let mut buf = String::new();
+        format_record(&mut buf, &r, LogFormat::Text);
+        assert!(
+            buf.starts_with("2026-11-22T03:02:46.123Z 203.0.113.9 web "),
+            "{buf}"
+        );
+        assert!(
+            buf.ends_with(" rewritten=/users/7?y=1 peer=127.0.0.1:5000 request_id=abc\n"),
+            "{buf}"
+        );
+        buf.clear();
+        format_record(&mut buf, &r, LogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&buf).expect("json");
+        assert_eq!(v["client"], "203.0.113.9");
+        assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["rewritten"], "/users/7?y=1");
+        assert_eq!(v["target"], "/x?y=1");
     }
 }

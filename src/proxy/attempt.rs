@@ -54,11 +54,13 @@ impl Tried {
 
 /// Sends the request to a server, retrying connect failures on other
 /// servers. A request whose bytes reached a server is never sent again.
+/// `response_timeout` is the backend's, or the route's when it sets one.
 pub async fn send_with_retries(
     backend: &BackendPlan,
     pinned: Option<usize>,
     mut request: Request<RequestBody>,
     is_upgrade: bool,
+    response_timeout: Duration,
 ) -> Result<Sent, (ProxyError, Option<usize>)> {
     let mut tried = Tried::new();
     let mut attempts_left = backend.retries.saturating_add(1);
@@ -66,12 +68,14 @@ pub async fn send_with_retries(
     // pooled connection stays on that server with a fresh connection.
     let mut forced = pinned;
     let mut fresh_only = false;
+    // The last connect failure, answered when no server is left to try.
+    let mut failed: Option<(ProxyError, Option<usize>)> = None;
     loop {
         let choice = forced
             .take()
             .or_else(|| backend.balancer.pick(tried.as_slice()));
         let Some(s) = choice else {
-            return Err((ProxyError::NoServer, None));
+            return Err(failed.unwrap_or((ProxyError::NoServer, None)));
         };
         let server = &backend.servers[s];
         let Some(pool) = &server.pool else {
@@ -92,9 +96,16 @@ pub async fn send_with_retries(
         let sender = match reused {
             Some(sender) => Ok(sender),
             None if is_upgrade => {
-                connect::connect_upgradable(pool.addr, backend.timeouts.connect).await
+                connect::connect_upgradable(
+                    pool.addr,
+                    server.tls.as_ref(),
+                    backend.timeouts.connect,
+                )
+                .await
             }
-            None => connect::connect(pool.addr, backend.timeouts.connect).await,
+            None => {
+                connect::connect(pool.addr, server.tls.as_ref(), backend.timeouts.connect).await
+            }
         };
         let mut sender = match sender {
             Ok(sender) => sender,
@@ -107,6 +118,7 @@ pub async fn send_with_retries(
                 }
                 server.state.counters.count_retry();
                 server.state.counters.count_redispatch();
+                failed = Some((error, Some(s)));
                 continue;
             }
         };
@@ -120,7 +132,7 @@ pub async fn send_with_retries(
         let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
         let outcome =
-            tokio::time::timeout(backend.timeouts.response, sender.try_send_request(request)).await;
+            tokio::time::timeout(response_timeout, sender.try_send_request(request)).await;
         match outcome {
             Ok(Ok(response)) => {
                 return Ok(Sent {
@@ -143,8 +155,21 @@ pub async fn send_with_retries(
                 }
                 _ => {
                     let source = e.into_error();
-                    if let Some(client_side) = client_body_failure(&source) {
-                        return Err((client_side, Some(s)));
+                    // The client's body broke, stalled for `body_idle` or
+                    // passed `max_body`: the client's fault, not the
+                    // server's (the upstream request was aborted, R3).
+                    match BodyError::find(&source) {
+                        Some(BodyError::TooLarge(_)) => {
+                            return Err((ProxyError::BodyTooLarge, Some(s)));
+                        }
+                        Some(BodyError::Client(_)) => {
+                            let error = ProxyError::BadRequest("malformed request body");
+                            return Err((error, Some(s)));
+                        }
+                        Some(BodyError::Idle(_)) => {
+                            return Err((ProxyError::ClientBodyTimeout, Some(s)));
+                        }
+                        None => {}
                     }
                     server.state.counters.count_response_error();
                     return Err((
@@ -176,22 +201,6 @@ pub async fn send_with_retries(
     }
 }
 
-/// The client's failure when the upstream request failed because the
-/// client's body did (idle deadline or a broken body), not the server.
-fn client_body_failure(error: &hyper::Error) -> Option<ProxyError> {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        match cause.downcast_ref::<BodyError>() {
-            Some(BodyError::Idle(_)) => return Some(ProxyError::ClientBodyTimeout),
-            Some(BodyError::Client(_)) => {
-                return Some(ProxyError::BadRequest("broken request body"));
-            }
-            None => source = cause.source(),
-        }
-    }
-    None
-}
-
 pub fn server_name(backend: &BackendPlan, s: usize) -> String {
     format!("{}/{}", backend.name, backend.servers[s].state.server)
 }
@@ -217,6 +226,7 @@ fn connect_error(backend: &BackendPlan, s: usize, failure: ConnectFailure) -> Pr
     match failure {
         ConnectFailure::Io(source) => ProxyError::Connect { server, source },
         ConnectFailure::Timeout => ProxyError::ConnectTimeout { server },
+        ConnectFailure::Tls(source) => ProxyError::UpstreamTls { server, source },
         ConnectFailure::Handshake(source) => ProxyError::Upstream { server, source },
     }
 }

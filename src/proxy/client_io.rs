@@ -3,24 +3,27 @@
 //! accept), and a keep-alive connection may sit idle between requests for
 //! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
 //! keeps them here, where every read passes. Every write passes here too:
-//! a write may wait at most `write_idle` for the client to read.
+//! a write may wait at most `write_idle` for the client to read. The limits
+//! come from the snapshot at accept and then from the snapshot serving each
+//! request (`ConnActivity::follow_timeouts`), so a reload reaches open
+//! connections.
 //!
-//! The same place watches request heads for one ambiguity hyper resolves
-//! silently: a head with both `Content-Length` and `Transfer-Encoding` (hyper
-//! drops the length and closes after the response). `HeadScan` notes it so
-//! the service can refuse the request with 400 (R1).
+//! The same place feeds every HTTP/1 byte read to `head_scan::HeadScan`,
+//! whose verdict on each request head (both `Content-Length` and
+//! `Transfer-Encoding`?) waits in `ConnActivity` for that request.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::head_scan::{HeadScan, HeadVerdicts};
 use crate::model::FrontendTimeouts;
 
 const PHASE_HEAD: u8 = 0;
@@ -38,20 +41,47 @@ pub struct ConnActivity {
     /// Milliseconds after `start` when the current phase began.
     since_ms: AtomicU64,
     is_h2: AtomicBool,
-    /// The last head read had both framing headers.
-    is_ambiguous: AtomicBool,
+    /// The scanner's verdicts on heads not yet taken by their requests.
+    verdicts: HeadVerdicts,
+    /// The frontend's limits in the snapshot of the latest request, in ms.
+    client_header_ms: AtomicU64,
+    idle_ms: AtomicU64,
+    write_idle_ms: AtomicU64,
 }
 
 impl ConnActivity {
-    pub fn new() -> Arc<Self> {
+    /// A new connection with the limits of the snapshot at accept.
+    pub fn new(timeouts: &FrontendTimeouts) -> Arc<Self> {
         Arc::new(ConnActivity {
             start: Instant::now(),
             active: AtomicU32::new(0),
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
-            is_ambiguous: AtomicBool::new(false),
+            verdicts: HeadVerdicts::default(),
+            client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
+            idle_ms: AtomicU64::new(millis(timeouts.idle)),
+            write_idle_ms: AtomicU64::new(millis(timeouts.write_idle)),
         })
+    }
+
+    /// Takes the limits of the snapshot serving the current request: the
+    /// next idle, head and write deadlines follow a reload. Three relaxed
+    /// stores.
+    pub fn follow_timeouts(&self, timeouts: &FrontendTimeouts) {
+        self.client_header_ms
+            .store(millis(timeouts.client_header), Ordering::Relaxed);
+        self.idle_ms.store(millis(timeouts.idle), Ordering::Relaxed);
+        self.write_idle_ms
+            .store(millis(timeouts.write_idle), Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
+    }
+
+    fn write_idle(&self) -> Duration {
+        Duration::from_millis(self.write_idle_ms.load(Ordering::Relaxed))
     }
 
     /// A request head arrived; the guard ends the request when dropped.
@@ -66,10 +96,11 @@ impl ConnActivity {
         }
     }
 
-    /// Whether the request whose head was just read carried both
-    /// `Content-Length` and `Transfer-Encoding`; clears the mark.
+    /// Whether the HTTP/1 request whose head was read first of those not
+    /// yet asked about carried both `Content-Length` and
+    /// `Transfer-Encoding` (or could not be followed); call once per request.
     pub fn take_ambiguous_framing(&self) -> bool {
-        self.is_ambiguous.swap(false, Ordering::Relaxed)
+        !self.is_h2.load(Ordering::Relaxed) && self.verdicts.take()
     }
 
     /// The connection became a tunnel (WebSocket): no more request deadlines.
@@ -90,15 +121,19 @@ impl ConnActivity {
     }
 
     /// When reading must have produced a request by.
-    fn deadline(&self, timeouts: &FrontendTimeouts) -> Option<Instant> {
+    fn deadline(&self) -> Option<Instant> {
         let limit = match self.phase.load(Ordering::Relaxed) {
-            PHASE_HEAD => timeouts.client_header,
-            PHASE_IDLE => timeouts.idle,
+            PHASE_HEAD => Duration::from_millis(self.client_header_ms.load(Ordering::Relaxed)),
+            PHASE_IDLE => self.idle(),
             _ => return None,
         };
-        let since = std::time::Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
+        let since = Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
         Some(self.start + since + limit)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One request in progress on a connection.
@@ -122,10 +157,9 @@ impl Drop for RequestGuard {
 /// The client socket, failing a read with `TimedOut` once the connection's
 /// deadline passes.
 #[derive(Debug)]
-pub struct ClientStream {
-    inner: TcpStream,
+pub struct ClientStream<S = TcpStream> {
+    inner: S,
     activity: Arc<ConnActivity>,
-    timeouts: FrontendTimeouts,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     scan: HeadScan,
@@ -135,13 +169,13 @@ pub struct ClientStream {
     is_write_waiting: bool,
 }
 
-impl ClientStream {
-    pub fn new(inner: TcpStream, activity: Arc<ConnActivity>, timeouts: FrontendTimeouts) -> Self {
+impl<S> ClientStream<S> {
+    pub fn new(inner: S, activity: Arc<ConnActivity>) -> Self {
+        let first = activity.deadline().unwrap_or_else(Instant::now);
         ClientStream {
             inner,
             activity,
-            timeouts,
-            timer: Box::pin(tokio::time::sleep(timeouts.client_header)),
+            timer: Box::pin(tokio::time::sleep_until(first.into())),
             armed: None,
             scan: HeadScan::default(),
             write_timer: None,
@@ -150,7 +184,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -162,11 +196,14 @@ impl AsyncRead for ClientStream {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.activity.on_bytes();
-                    if this.activity.phase.load(Ordering::Relaxed) == PHASE_HEAD
-                        && !this.activity.is_h2.load(Ordering::Relaxed)
-                        && this.scan.feed(&buf.filled()[before..])
+                    let a = &this.activity;
+                    // Bodies too: the scanner skips them by their framing,
+                    // and a pipelined head may follow one in any read.
+                    if a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
+                        && !a.is_h2.load(Ordering::Relaxed)
                     {
-                        this.activity.is_ambiguous.store(true, Ordering::Relaxed);
+                        this.scan
+                            .feed(&buf.filled()[before..], |v| a.verdicts.push(v));
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -177,14 +214,15 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl ClientStream {
+impl<S> ClientStream<S> {
     /// Called when a read would block: fails once the deadline has passed,
     /// else makes sure the timer wakes this reader by then. While a request
     /// runs there is no deadline, but the timer still wakes the reader every
     /// `idle`, so a connection that turns idle meanwhile gets its deadline.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let deadline = self.activity.deadline(&self.timeouts);
+            let deadline = self.activity.deadline();
+            let idle = self.activity.idle();
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Poll::Ready(Err(io::Error::new(
@@ -194,8 +232,8 @@ impl ClientStream {
             }
             let wake_at = match (deadline, self.armed) {
                 (Some(d), _) => d,
-                (None, Some(armed)) if armed > now && armed <= now + self.timeouts.idle => armed,
-                (None, _) => now + self.timeouts.idle,
+                (None, Some(armed)) if armed > now && armed <= now + idle => armed,
+                (None, _) => now + idle,
             };
             if self.armed != Some(wake_at) {
                 self.timer.as_mut().reset(wake_at.into());
@@ -210,76 +248,7 @@ impl ClientStream {
     }
 }
 
-/// Finds header lines named `Content-Length` and `Transfer-Encoding` in the
-/// bytes of one request head, across reads. Keeps only the first bytes of
-/// each line and skips the rest with `memchr`, so a head costs about one
-/// pass and no allocation.
-#[derive(Debug)]
-struct HeadScan {
-    /// The first bytes of the current line, while `is_collecting`.
-    prefix: [u8; HeadScan::LONGEST],
-    len: usize,
-    is_collecting: bool,
-    seen_length: bool,
-    seen_encoding: bool,
-}
-
-impl Default for HeadScan {
-    fn default() -> Self {
-        HeadScan {
-            prefix: [0; HeadScan::LONGEST],
-            len: 0,
-            is_collecting: true,
-            seen_length: false,
-            seen_encoding: false,
-        }
-    }
-}
-
-impl HeadScan {
-    const LONGEST: usize = "transfer-encoding:".len();
-
-    /// Feeds bytes read during a head; returns true when the head ended with
-    /// both framing headers, and starts over for the next head.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
-        loop {
-            if !self.is_collecting {
-                let Some(i) = memchr::memchr(b'\n', bytes) else {
-                    return false;
-                };
-                bytes = &bytes[i + 1..];
-                self.is_collecting = true;
-                self.len = 0;
-            }
-            let room = Self::LONGEST - self.len;
-            let take = memchr::memchr(b'\n', bytes)
-                .map_or(bytes.len(), |i| i + 1)
-                .min(room);
-            self.prefix[self.len..self.len + take].copy_from_slice(&bytes[..take]);
-            self.len += take;
-            bytes = &bytes[take..];
-            let line = &self.prefix[..self.len];
-            let is_line_end = line.ends_with(b"\n");
-            if !is_line_end && self.len < Self::LONGEST {
-                return false;
-            }
-            if line == b"\r\n" || line == b"\n" {
-                let ambiguous = self.seen_length && self.seen_encoding;
-                *self = HeadScan::default();
-                return ambiguous;
-            }
-            let has = |name: &[u8]| {
-                line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
-            };
-            self.seen_length |= has(b"content-length");
-            self.seen_encoding |= has(b"transfer-encoding");
-            self.is_collecting = is_line_end;
-            self.len = 0;
-        }
-    }
-}
-
-impl ClientStream {
+impl<S> ClientStream<S> {
     /// Watches one write: a write that makes progress stops the clock; one
     /// that has to wait starts it, and fails with `TimedOut` once the client
     /// has read nothing for `write_idle`. hyper then drops the connection and
@@ -294,7 +263,7 @@ impl ClientStream {
             return polled;
         }
         if !self.is_write_waiting {
-            let deadline = tokio::time::Instant::now() + self.timeouts.write_idle;
+            let deadline = tokio::time::Instant::now() + self.activity.write_idle();
             match self.write_timer.as_mut() {
                 Some(timer) => timer.as_mut().reset(deadline),
                 None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -315,7 +284,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -354,7 +323,6 @@ impl AsyncWrite for ClientStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
         client_header: Duration::from_secs(10),
@@ -364,12 +332,12 @@ mod tests {
     };
 
     fn limit(a: &ConnActivity) -> Option<Duration> {
-        a.deadline(&TIMEOUTS).map(|d| d.duration_since(a.start))
+        a.deadline().map(|d| d.duration_since(a.start))
     }
 
     #[test]
     fn phases_choose_the_deadline() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         assert_eq!(
             limit(&a),
             Some(Duration::from_secs(10)),
@@ -389,65 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn the_latest_requests_snapshot_sets_the_next_deadlines() {
+        let a = ConnActivity::new(&TIMEOUTS);
+        let guard = a.request_started(false);
+        a.follow_timeouts(&FrontendTimeouts {
+            client_header: Duration::from_secs(2),
+            idle: Duration::from_secs(5),
+            body_idle: Duration::from_secs(3),
+            write_idle: Duration::from_secs(4),
+        });
+        assert_eq!(a.write_idle(), Duration::from_secs(4));
+        drop(guard);
+        let idle = limit(&a).expect("idle deadline");
+        assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6));
+        a.on_bytes();
+        let head = limit(&a).expect("head deadline");
+        assert!(head >= Duration::from_secs(2) && head < Duration::from_secs(3));
+    }
+
+    #[test]
     fn http2_connections_only_have_the_idle_deadline_between_requests() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         drop(a.request_started(true));
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(60));
     }
 
-    /// Feeds `head` cut at each position and expects `expected` every time.
-    fn check_scan(head: &[u8], expected: bool) {
-        for cut in 0..head.len() {
-            let mut scan = HeadScan::default();
-            let first = scan.feed(&head[..cut]);
-            let second = scan.feed(&head[cut..]);
-            assert_eq!(
-                first || second,
-                expected,
-                "cut at {cut}: {:?}",
-                String::from_utf8_lossy(head)
-            );
-        }
-    }
-
-    #[test]
-    fn head_scan_finds_both_framing_headers_across_reads() {
-        check_scan(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", true);
-        check_scan(
-            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 6\r\n\r\n",
-            true,
-        );
-        check_scan(
-            b"POST / HTTP/1.1\nContent-Length: 6\nTransfer-Encoding: chunked\n\n",
-            true,
-        );
-        check_scan(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n",
-            false,
-        );
-        check_scan(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Content-Length: 6\r\n\r\n",
-            false,
-        );
-        check_scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false);
-    }
-
-    #[test]
-    fn head_scan_starts_over_for_the_next_head() {
-        let mut scan = HeadScan::default();
-        assert!(
-            scan.feed(
-                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            )
-        );
-        assert!(!scan.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-    }
-
     #[test]
     fn tunnels_have_no_request_deadline() {
-        let a = ConnActivity::new();
+        let a = ConnActivity::new(&TIMEOUTS);
         let guard = a.request_started(false);
         a.upgraded();
         drop(guard);

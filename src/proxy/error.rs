@@ -14,6 +14,15 @@ pub enum ProxyError {
     /// The path uses an encoding the proxy refuses to route (`%2F`, `%00`, ...).
     #[error("bad path: {0}")]
     BadPath(&'static str),
+    /// The request target is longer than the frontend's `max_uri`.
+    #[error("request target too long")]
+    UriTooLong,
+    /// The head breaks one of the frontend's head limits.
+    #[error("request head too large: {0}")]
+    HeadTooLarge(&'static str),
+    /// The body is larger than the backend's `max_body`.
+    #[error("request body too large")]
+    BodyTooLarge,
     #[error("method not allowed: {0}")]
     MethodNotAllowed(&'static str),
     /// The client stopped sending its body for `body_idle`.
@@ -28,6 +37,13 @@ pub enum ProxyError {
     /// Connecting failed (refused, reset, unreachable) on the last attempt.
     #[error("connect to {server} failed: {source}")]
     Connect {
+        server: String,
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the server failed (certificate not trusted,
+    /// wrong name, no common protocol) on the last attempt.
+    #[error("tls handshake with {server} failed: {source}")]
+    UpstreamTls {
         server: String,
         source: std::io::Error,
     },
@@ -57,24 +73,36 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. }
+            // No connection could be made: HAProxy answers 503 too.
+            ProxyError::NoServer
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamTls { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     /// Whether the client connection must close after the answer.
     pub fn closes_connection(&self) -> bool {
+        // A refused body is not read, a stalled one may never end, and an
+        // oversized head may hide another request: none leaves the
+        // connection usable.
         matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::BadPath(_) | ProxyError::ClientBodyTimeout
+            ProxyError::BadRequest(_)
+                | ProxyError::BadPath(_)
+                | ProxyError::UriTooLong
+                | ProxyError::HeadTooLarge(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientBodyTimeout
         )
     }
 
@@ -85,6 +113,9 @@ impl ProxyError {
             StatusCode::BAD_REQUEST => "400 Bad Request\n",
             StatusCode::NOT_FOUND => "404 Not Found\n",
             StatusCode::REQUEST_TIMEOUT => "408 Request Timeout\n",
+            StatusCode::PAYLOAD_TOO_LARGE => "413 Content Too Large\n",
+            StatusCode::URI_TOO_LONG => "414 URI Too Long\n",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "431 Request Header Fields Too Large\n",
             StatusCode::METHOD_NOT_ALLOWED => "405 Method Not Allowed\n",
             StatusCode::SERVICE_UNAVAILABLE => {
                 "503 Service Unavailable: no server is available to handle this request\n"
@@ -121,6 +152,9 @@ mod tests {
             (ProxyError::BadPath("x"), 400),
             (ProxyError::MethodNotAllowed("CONNECT"), 405),
             (ProxyError::ClientBodyTimeout, 408),
+            (ProxyError::UriTooLong, 414),
+            (ProxyError::HeadTooLarge("x"), 431),
+            (ProxyError::BodyTooLarge, 413),
             (ProxyError::NoRoute, 404),
             (ProxyError::NoServer, 503),
             (
@@ -128,9 +162,9 @@ mod tests {
                     server: "s".into(),
                     source: io(),
                 },
-                502,
+                503,
             ),
-            (ProxyError::ConnectTimeout { server: "s".into() }, 504),
+            (ProxyError::ConnectTimeout { server: "s".into() }, 503),
             (ProxyError::ResponseTimeout { server: "s".into() }, 504),
             (
                 ProxyError::BadResponse {

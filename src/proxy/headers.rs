@@ -218,6 +218,9 @@ pub struct Forwarding<'a> {
     pub peer_ip: &'a HeaderValue,
     pub is_tls: bool,
     pub add_forwarded: bool,
+    /// The peer is a trusted proxy: the client's `X-Forwarded-For` is
+    /// appended to; otherwise it is replaced by the peer.
+    pub is_peer_trusted: bool,
     /// The backend's own `Host`, replacing the client's.
     pub host_override: Option<&'a HeaderValue>,
 }
@@ -238,7 +241,11 @@ pub fn rewrite_request(
         }
     }
     if fwd.add_forwarded {
-        append_forwarded_for(headers, fwd.peer_ip);
+        if fwd.is_peer_trusted {
+            append_forwarded_for(headers, fwd.peer_ip);
+        } else {
+            headers.insert(&X_FORWARDED_FOR, fwd.peer_ip.clone());
+        }
         let proto = if fwd.is_tls { "https" } else { "http" };
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         match headers.get(header::HOST).cloned() {
@@ -426,6 +433,7 @@ mod tests {
             peer_ip: &peer,
             is_tls: false,
             add_forwarded: true,
+            is_peer_trusted: true,
             host_override: None,
         };
         rewrite_request(&mut h, None, &fwd);
@@ -458,6 +466,7 @@ mod tests {
             peer_ip: &peer,
             is_tls: false,
             add_forwarded: true,
+            is_peer_trusted: true,
             host_override: None,
         };
         rewrite_request(&mut h, None, &fwd);
@@ -472,6 +481,7 @@ mod tests {
             peer_ip: &peer,
             is_tls: true,
             add_forwarded: true,
+            is_peer_trusted: false,
             host_override: Some(&over),
         };
         let mut h = headers(&[("host", "localhost:8000")]);
@@ -490,6 +500,7 @@ mod tests {
             peer_ip: &peer,
             is_tls: false,
             add_forwarded: false,
+            is_peer_trusted: false,
             host_override: None,
         };
         let mut h = HeaderMap::new();

@@ -14,6 +14,7 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,8 @@ use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
-use crate::model::{FrontendName, FrontendTimeouts};
+use super::tls;
+use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
 
 /// Back-off after an accept error such as EMFILE.
@@ -187,7 +189,9 @@ async fn accept_loop(
 }
 
 /// Serves one client connection until it closes, or finishes its in-flight
-/// requests and closes when the proxy drains.
+/// requests and closes when the proxy drains. A TLS frontend's handshake
+/// runs here, under the frontend's `client_header` deadline, with the TLS
+/// config of the snapshot current at accept time.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -196,47 +200,100 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let timeouts = shared
-        .runtime
-        .snapshot()
-        .frontends
-        .iter()
-        .find(|f| f.listen == listen)
-        .map_or(DEFAULT_TIMEOUTS, |f| f.timeouts);
-    let builder = server_builder();
-    let activity = ConnActivity::new();
-    let io = TokioIo::new(ClientStream::new(stream, Arc::clone(&activity), timeouts));
-    let ctx = Arc::new(ConnContext {
-        activity,
-        resets: ResetWatch::default(),
-        peer_ip: HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-        shared: Arc::clone(&shared),
-        listen,
-        peer,
-        is_tls: false,
-    });
-    let calm = ctx.resets.tripped().clone();
-    let service = service_fn(move |request| guard::serve(Arc::clone(&ctx), request));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = shared.drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = calm.cancelled() => {
-            // GOAWAY, then a short wait for what is in flight, then close.
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await {
-                Ok(result) => result,
-                Err(_elapsed) => return,
-            }
-        }
+    let (timeouts, limits, tls) = {
+        let snapshot = shared.runtime.snapshot();
+        let frontend = snapshot.frontends.iter().find(|f| f.listen == listen);
+        let tls = frontend.and_then(|f| {
+            let config = f.tls.clone()?;
+            Some((config, Arc::clone(&f.tls_counters)))
+        });
+        let (timeouts, limits) = frontend
+            .map_or((DEFAULT_TIMEOUTS, FrontendLimits::DEFAULT), |f| {
+                (f.timeouts, f.limits)
+            });
+        (timeouts, limits, tls)
     };
-    if let Err(e) = result {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    // Created before the handshake: the head deadline runs from the accept.
+    let activity = ConnActivity::new(&timeouts);
+    let conn = Conn {
+        peer,
+        listen,
+        shared,
+        activity,
+        limits,
+    };
+    match tls {
+        None => {
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+            conn.serve(io, false).await;
+        }
+        Some((config, counters)) => {
+            let Some(stream) =
+                tls::handshake(stream, config, timeouts.client_header, &counters, peer).await
+            else {
+                return;
+            };
+            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+            conn.serve(io, true).await;
+        }
+    }
+}
+
+/// One accepted client connection, before hyper serves it.
+struct Conn {
+    peer: SocketAddr,
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    activity: Arc<ConnActivity>,
+    limits: FrontendLimits,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 or h2 (by preface, as with h2c) over `io`.
+    async fn serve<S>(self, io: S, is_tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            peer,
+            listen,
+            shared,
+            activity,
+            limits,
+        } = self;
+        let builder = server_builder(&limits);
+        let ctx = Arc::new(ConnContext {
+            activity,
+            resets: ResetWatch::default(),
+            peer_ip: HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            shared: Arc::clone(&shared),
+            listen,
+            peer,
+            is_tls,
+        });
+        let calm = ctx.resets.tripped().clone();
+        let service = service_fn(move |request| guard::serve(Arc::clone(&ctx), request));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = shared.drain.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = calm.cancelled() => {
+                // GOAWAY, then a short wait for what is in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+        }
     }
 }
 
@@ -254,17 +311,22 @@ const H2_MAX_STREAMS: u32 = 100;
 /// a stream error and a header block far past it with GOAWAY.
 const H2_MAX_HEADER_LIST: u32 = 32 * 1024;
 
-/// hyper's settings; the head and idle deadlines are `ClientStream`'s. h2
-/// itself sends GOAWAY `ENHANCE_YOUR_CALM` past 20 streams reset before they
-/// were accepted, 1024 streams it had to reset for errors, too many
-/// CONTINUATION frames, or a header list far past the limit.
-fn server_builder() -> auto::Builder<TokioExecutor> {
+/// hyper's settings; the head and idle deadlines are `ClientStream`'s. The
+/// head limits cap hyper's read buffer and field count (hyper answers 431
+/// past them); the service checks each limit again exactly. h2 itself sends
+/// GOAWAY `ENHANCE_YOUR_CALM` past 20 streams reset before they were
+/// accepted, 1024 streams it had to reset for errors, too many CONTINUATION
+/// frames, or a header list far past the limit.
+fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_headers(limits.max_headers as usize)
+        // hyper's smallest buffer is 8 KiB.
+        .max_buf_size((limits.max_head as usize).max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -1,5 +1,6 @@
-//! The data path: listeners and accept loops, hyper connection serving
-//! (HTTP/1.1 and h2), the request service, header rewriting, upstream
+//! The data path: listeners and accept loops, TLS handshakes, hyper connection
+//! serving (HTTP/1.1 and h2), the request service, header rewriting, route rules
+//! (rewrites, header rules, direct answers), request ids, upstream
 //! connections, retries, tunnels and error responses.
 //! Invariant: a request loads one snapshot and uses it to the end; nothing
 //! here takes a lock per request; every failure becomes a response in
@@ -14,11 +15,17 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
+mod head_scan;
 mod headers;
+mod identity;
+mod limits;
 mod listener;
 mod normalize;
+mod routing;
+pub mod rules;
 mod service;
 mod sticky;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use tokio_util::task::TaskTracker;
 pub use access_log::{AccessLog, LogRecord};
 pub use body::ProxyBody;
 pub use error::ProxyError;
+pub use identity::{Identity, generate_id};
 pub use listener::Listeners;
 pub use normalize::normalize_path;
 

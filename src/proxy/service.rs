@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,10 +22,12 @@ use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
 use super::guard::ResetWatch;
 use super::headers::{self, Forwarding};
-use super::normalize::normalize_path;
-use super::{sticky, tunnel};
+use super::identity::Identity;
+use super::routing::{self, Facts, RequestLine, Routed};
+use super::rules::{self, Vars};
+use super::{limits, sticky, tunnel};
 use crate::model::FrontendName;
-use crate::runtime::{BackendPlan, FrontendPlan, Snapshot};
+use crate::runtime::{BackendPlan, FrontendPlan, RoutePlan, Snapshot};
 use crate::state::InFlight;
 use crate::upstream::RequestBody;
 
@@ -55,37 +58,24 @@ pub async fn serve(
         .activity
         .request_started(request.version() == Version::HTTP_2);
     let snapshot = ctx.shared.runtime.snapshot();
+    let identity = Identity::of(
+        ctx.peer.ip(),
+        &ctx.peer_ip,
+        &snapshot.topology.global,
+        request.headers(),
+    );
     let line = ctx.shared.log.as_ref().map(|_| RequestLine::of(&request));
-    match forward(
-        &ctx,
-        &snapshot,
-        request,
+    let facts = Facts {
         started,
-        line.as_ref(),
-        request_guard,
-    )
-    .await
-    {
-        Ok(response) => Ok(response),
-        Err(failure) => Ok(answer_failure(&ctx, &snapshot, failure, started, line)),
-    }
-}
-
-/// The parts of the request line kept for the access log.
-struct RequestLine {
-    method: http::Method,
-    target: Option<http::uri::PathAndQuery>,
-    version: Version,
-}
-
-impl RequestLine {
-    fn of<B>(request: &Request<B>) -> Self {
-        RequestLine {
-            method: request.method().clone(),
-            target: request.uri().path_and_query().cloned(),
-            version: request.version(),
-        }
-    }
+        line: line.as_ref(),
+        identity: &identity,
+    };
+    let mut response = match forward(&ctx, &snapshot, request, facts, request_guard).await {
+        Ok(response) => response,
+        Err(failure) => answer_failure(&ctx, &snapshot, failure, facts),
+    };
+    identity.insert_request_id(response.headers_mut());
+    Ok(response)
 }
 
 /// A failure and where it happened.
@@ -114,10 +104,15 @@ fn answer_failure(
     ctx: &ConnContext,
     snapshot: &Snapshot,
     failure: Failure,
-    started: Instant,
-    line: Option<RequestLine>,
+    facts: Facts<'_>,
 ) -> Response<ProxyBody> {
-    let response = failure.error.to_response();
+    let mut response = failure.error.to_response();
+    if let Some(page) = snapshot.topology.errors.get(response.status()) {
+        *response.body_mut() = ProxyBody::full(page.body.clone());
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, page.content_type.clone());
+    }
     let status = response.status().as_u16();
     let frontend = failure.frontend.map(|f| &snapshot.frontends[f]);
     if let Some(frontend) = frontend {
@@ -140,23 +135,13 @@ fn answer_failure(
     } else {
         tracing::debug!(client = %ctx.peer, status, "{}", failure.error);
     }
-    if let (Some(log), Some(line)) = (ctx.shared.log.as_ref(), line) {
-        log.record(LogRecord {
-            time: SystemTime::now(),
-            client: ctx.peer,
-            frontend: frontend.map_or_else(|| FrontendName::new("-"), |f| f.name.clone()),
-            backend: backend.map(|b| b.name.clone()),
-            server: server.map(|s| s.state.server.clone()),
-            method: line.method,
-            target: line.target,
-            version: line.version,
-            status,
-            bytes: 0,
-            connect: None,
-            response: None,
-            total: started.elapsed(),
-            termination: Some("proxy"),
-        });
+    let frontend_name = frontend.map_or_else(|| FrontendName::new("-"), |f| f.name.clone());
+    if let Some(log) = ctx.shared.log.as_ref() {
+        if let Some(mut record) = facts.record(ctx, frontend_name, status, Some("proxy")) {
+            record.backend = backend.map(|b| b.name.clone());
+            record.server = server.map(|s| s.state.server.clone());
+            log.record(record);
+        }
     }
     response
 }
@@ -181,8 +166,9 @@ impl Place {
 
 /// What a request holds from its head to the end of its response body.
 struct Scope<'a> {
-    started: Instant,
-    line: Option<&'a RequestLine>,
+    facts: Facts<'a>,
+    /// The target sent to the server when a rewrite changed it.
+    rewritten: Option<PathAndQuery>,
     request_guard: RequestGuard,
     frontend_in_flight: InFlight,
 }
@@ -192,8 +178,7 @@ async fn forward(
     ctx: &ConnContext,
     snapshot: &Snapshot,
     request: Request<Incoming>,
-    started: Instant,
-    line: Option<&RequestLine>,
+    facts: Facts<'_>,
     request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Failure> {
     let (f, frontend) = snapshot
@@ -202,30 +187,74 @@ async fn forward(
         .enumerate()
         .find(|(_, f)| f.listen == ctx.listen)
         .ok_or(ProxyError::NoRoute)?;
-    let scope = Scope {
-        started,
-        line,
-        request_guard,
-        frontend_in_flight: frontend.counters.begin(),
-    };
+    ctx.activity.follow_timeouts(&frontend.timeouts);
+    let frontend_in_flight = frontend.counters.begin();
     let mut place = Place {
         frontend: f,
         backend: None,
     };
-    let (b, origin_form) =
-        route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+    if let Some(port) = &frontend.redirect_https {
+        let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
+        frontend.counters.count_response(response.status().as_u16());
+        return Ok(response);
+    }
+    let routed =
+        routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+    let (b, chosen_route, origin_form, rewritten) = match routed {
+        Routed::Answer(response) => {
+            return Ok(routing::answer_directly(ctx, frontend, facts, response));
+        }
+        Routed::Backend {
+            backend,
+            route,
+            origin_form,
+            rewritten,
+        } => (backend, route, origin_form, rewritten),
+    };
+    let scope = Scope {
+        facts,
+        rewritten,
+        request_guard,
+        frontend_in_flight,
+    };
     place.backend = Some(b);
     let backend = &snapshot.backends[b];
-    let prepared = prepare(ctx, frontend, backend, request, origin_form);
-    let sent = attempt::send_with_retries(
+    limits::check_declared_body(request.headers(), backend.max_body)
+        .map_err(|e| place.fail(e, None))?;
+    let prepared = prepare(
+        ctx,
+        Names { frontend, backend },
+        chosen_route,
+        facts.identity,
+        request,
+        origin_form,
+    );
+    let response_timeout = chosen_route
+        .and_then(|r| r.route.response_timeout)
+        .unwrap_or(backend.timeouts.response);
+    let mut sent = attempt::send_with_retries(
         backend,
         prepared.pinned,
         prepared.request,
         prepared.upgrade.is_some(),
+        response_timeout,
     )
     .await
     .map_err(|(error, server)| place.fail(error, server))?;
     let s = sent.server;
+    let vars = Vars {
+        client_ip: facts.identity.client_ip_str(),
+        request_id: facts.identity.request_id_text(),
+        host: prepared
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+        frontend: &frontend.name,
+        backend: &backend.name,
+        server: &backend.servers[s].state.server,
+    };
+    rules::apply_response_rules(sent.response.headers_mut(), backend, chosen_route, &vars);
     if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
         // The connection is dropped with `sent.sender`, never pooled (R4).
         backend.servers[s].state.counters.count_response_error();
@@ -255,35 +284,37 @@ async fn forward(
     }
 }
 
-/// Validates the request and finds its backend; returns the backend and the
-/// request target to forward, in origin form with the normalised path.
-fn route(
-    ctx: &ConnContext,
-    snapshot: &Snapshot,
-    frontend: &FrontendPlan,
+/// The frontend and backend of a request, to fill in names.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    frontend: &'a FrontendPlan,
+    backend: &'a BackendPlan,
+}
+
+/// `308` to the same host, path and query over `https://` (`port` is `""`
+/// or `":8443"`).
+fn redirect_https(
     request: &Request<Incoming>,
-) -> Result<(usize, Uri), ProxyError> {
+    port: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
     headers::validate_request(
         request.method(),
         request.version(),
         request.uri(),
         request.headers(),
     )?;
-    if ctx.activity.take_ambiguous_framing() {
-        return Err(ProxyError::BadRequest(
-            "both content-length and transfer-encoding",
-        ));
-    }
-    let path = normalize_path(request.uri().path()).map_err(ProxyError::BadPath)?;
-    let host = headers::routing_host(request.uri(), request.headers());
-    let target = frontend
-        .route(host.as_deref(), &path)
-        .ok_or(ProxyError::NoRoute)?;
-    let b = target
-        .backend(|b| snapshot.backends[b].has_eligible_server())
-        .ok_or(ProxyError::NoServer)?;
-    // Route on the normalised path and forward that same path (R5).
-    Ok((b, origin_form(request.uri(), &path)?))
+    let host = headers::routing_host(request.uri(), request.headers())
+        .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::try_from(format!("https://{host}{port}{target}"))
+        .map_err(|_| ProxyError::BadRequest("host not usable in a redirect"))?;
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(response)
 }
 
 /// A request ready for the servers.
@@ -293,14 +324,18 @@ struct Prepared {
     upgrade: Option<OnUpgrade>,
     /// The server the sticky cookie names, if it may serve the request.
     pinned: Option<usize>,
+    /// The client's `Host`, for `{host}` in response rules.
+    host: Option<HeaderValue>,
 }
 
 /// Rewrites the request for the servers: origin-form target, HTTP/1.1,
-/// headers rewritten, sticky cookie taken out.
+/// headers rewritten, sticky cookie taken out, request id set, then the
+/// backend's and the route's header rules.
 fn prepare(
     ctx: &ConnContext,
-    frontend: &FrontendPlan,
-    backend: &BackendPlan,
+    Names { frontend, backend }: Names<'_>,
+    route: Option<&RoutePlan>,
+    identity: &Identity,
     mut request: Request<Incoming>,
     origin_form: Uri,
 ) -> Prepared {
@@ -314,6 +349,11 @@ fn prepare(
     let authority = parts.uri.authority().cloned();
     parts.uri = origin_form;
     parts.version = Version::HTTP_11;
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        authority
+            .as_ref()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     headers::rewrite_request(
         &mut parts.headers,
         authority.as_ref(),
@@ -321,10 +361,21 @@ fn prepare(
             peer_ip: &ctx.peer_ip,
             is_tls: ctx.is_tls,
             add_forwarded: frontend.forward_headers,
+            is_peer_trusted: identity.is_peer_trusted,
             host_override: backend.host.as_ref(),
         },
     );
     let pinned = sticky::sticky_server(backend, &mut parts.headers);
+    identity.insert_request_id(&mut parts.headers);
+    let vars = Vars {
+        client_ip: identity.client_ip_str(),
+        request_id: identity.request_id_text(),
+        host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+        frontend: &frontend.name,
+        backend: &backend.name,
+        server: "",
+    };
+    rules::apply_request_rules(&mut parts.headers, backend, route, &vars);
     if let Some((_, Some(protocol))) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
         parts
@@ -332,9 +383,13 @@ fn prepare(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     Prepared {
-        request: Request::from_parts(parts, RequestBody::new(body, frontend.timeouts.body_idle)),
+        request: Request::from_parts(
+            parts,
+            RequestBody::new(body, backend.max_body, frontend.timeouts.body_idle),
+        ),
         upgrade: upgrade.map(|(on, _)| on),
         pinned,
+        host,
     }
 }
 
@@ -385,13 +440,21 @@ fn relay(
     let pool = server.pool.clone().ok_or(ProxyError::NoServer)?;
     let (mut head, body) = sent.response.into_parts();
     headers::rewrite_response(&mut head.headers);
+    if let Some(hsts) = &frontend.hsts {
+        head.headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     sticky::set_cookie(backend, s, pinned, ctx.is_tls, &mut head.headers);
-    let log = ctx.shared.log.as_ref().zip(scope.line).map(|(log, line)| {
+    let facts = scope.facts;
+    let log = ctx.shared.log.as_ref().zip(facts.line).map(|(log, line)| {
         Box::new((
             log.clone(),
             LogRecord {
                 time: SystemTime::now(),
                 client: ctx.peer,
+                client_ip: facts.client_ip(ctx),
+                request_id: facts.identity.request_id.as_ref().map(|(_, v)| v.clone()),
+                rewritten: scope.rewritten,
                 frontend: frontend.name.clone(),
                 backend: Some(backend.name.clone()),
                 server: Some(server.state.server.clone()),
@@ -416,7 +479,7 @@ fn relay(
         request_guard: scope.request_guard,
         frontend: Arc::clone(&frontend.counters),
         server: Arc::clone(&server.state),
-        started: scope.started,
+        started: facts.started,
         connect: sent.connect,
         response: sent.response_time,
         bytes: 0,
@@ -426,24 +489,4 @@ fn relay(
         head,
         ProxyBody::upstream(body, exchange),
     ))
-}
-
-/// The request target in origin form, with the normalised path.
-fn origin_form(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
-    if uri.authority().is_none() && uri.path() == path {
-        return Ok(uri.clone());
-    }
-    let pq = match (uri.path() == path, uri.query()) {
-        (true, _) => uri
-            .path_and_query()
-            .cloned()
-            .ok_or(ProxyError::BadRequest("empty target"))?,
-        (false, None) => path
-            .parse()
-            .map_err(|_| ProxyError::BadPath("unparseable path"))?,
-        (false, Some(q)) => format!("{path}?{q}")
-            .parse()
-            .map_err(|_| ProxyError::BadPath("unparseable path"))?,
-    };
-    Ok(Uri::from(pq))
 }

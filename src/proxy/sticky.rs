@@ -72,7 +72,80 @@ pub fn set_cookie(
         &cookie.set_cookie
     };
     headers.append(header::SET_COOKIE, values[s].clone());
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("private"));
+    make_private(headers);
+}
+
+/// HAProxy's `nocache`: a response that sets the sticky cookie must not be
+/// stored by a shared cache, or every client served from that cache would
+/// stick to one server. Drops `public`, `max-age` and `s-maxage` and adds
+/// `private`; other directives (`no-store`, `must-revalidate`, ...) stay.
+fn make_private(headers: &mut HeaderMap) {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut changed = false;
+    let mut is_private = false;
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        // A value that is not text is dropped; `private` replaces it.
+        let Ok(text) = value.to_str() else {
+            changed = true;
+            continue;
+        };
+        for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let name = directive.split('=').next().unwrap_or(directive).trim();
+            if ["public", "max-age", "s-maxage"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                changed = true;
+            } else {
+                is_private |= name.eq_ignore_ascii_case("private");
+                kept.push(directive);
+            }
+        }
+    }
+    if is_private && !changed {
+        return;
+    }
+    if !is_private {
+        kept.insert(0, "private");
+    }
+    match HeaderValue::try_from(kept.join(", ")) {
+        Ok(value) => {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
+        Err(_) => {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sent: &[&str], expected: &str) {
+        let mut headers = HeaderMap::new();
+        for v in sent {
+            headers.append(
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        make_private(&mut headers);
+        let got: Vec<_> = headers.get_all(header::CACHE_CONTROL).iter().collect();
+        assert_eq!(got, [expected], "{sent:?}");
+    }
+
+    #[test]
+    fn a_response_that_sets_the_cookie_is_private() {
+        check(&[], "private");
+        check(&["public, max-age=600"], "private");
+        check(
+            &["max-age=60", "must-revalidate"],
+            "private, must-revalidate",
+        );
+        check(&["S-MaxAge=60, no-transform"], "private, no-transform");
+        check(&["private, max-age=60"], "private");
+        check(&["private"], "private");
+        check(&["no-store"], "private, no-store");
+    }
 }

@@ -13,6 +13,7 @@ mod listen;
 mod snapshot;
 pub mod splits;
 mod status;
+mod tls;
 mod writer;
 
 use std::net::SocketAddr;
@@ -26,8 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use listen::{BindError, ListenerControl};
 pub use snapshot::{
-    BackendPlan, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan, Snapshot,
-    TargetPlan,
+    BackendPlan, Chosen, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan,
+    Snapshot, TargetPlan,
 };
 pub use splits::{SplitOverride, SplitWeights};
 pub use status::{ReloadAttempt, ReloadCause, ReloadError, ReloadStatus};

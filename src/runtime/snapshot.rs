@@ -9,11 +9,12 @@ use http::HeaderValue;
 
 use crate::balance::{Balancer, Member, Schedule};
 use crate::model::{
-    Backend, BackendName, BackendTimeouts, FrontendName, FrontendTimeouts, ServerAddress, Target,
-    Topology,
+    Backend, BackendName, BackendTimeouts, FrontendLimits, FrontendName, FrontendTimeouts,
+    HeaderRules, Redirect, RequestView, Respond, ServerAddress, Target, Topology,
 };
+use crate::state::TlsCounters;
 use crate::state::{Counters, Health, ServerState, StateRegistry};
-use crate::upstream::{PoolRegistry, ServerPool};
+use crate::upstream::{PoolRegistry, ServerPool, UpstreamTls};
 
 /// How long an upstream connection may sit idle in a pool; below the common
 /// server keep-alive timeouts (5 s in Node.js, 60 s in nginx).
@@ -38,8 +39,18 @@ pub struct FrontendPlan {
     pub default_target: Option<TargetPlan>,
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
+    pub limits: FrontendLimits,
     /// Totals of the frontend (requests, responses by class, bytes).
     pub counters: Arc<Counters>,
+    /// Terminates TLS with this config; `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Handshake counters, kept across reloads by name.
+    pub tls_counters: Arc<TlsCounters>,
+    /// `Strict-Transport-Security` sent on every response of a TLS frontend.
+    pub hsts: Option<HeaderValue>,
+    /// A plain frontend with `redirect_https`: the port part of the
+    /// `https://` target (`""` for 443, else `":8443"`).
+    pub redirect_https: Option<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +68,17 @@ pub enum TargetPlan {
         backends: Box<[usize]>,
         schedule: Schedule,
     },
+    /// Answered by the proxy itself.
+    Redirect(Redirect),
+    Respond(Respond),
+    Deny,
+}
+
+/// The route a request took (`None`: the frontend's default) and its target.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    pub route: Option<&'a RoutePlan>,
+    pub target: &'a TargetPlan,
 }
 
 #[derive(Debug)]
@@ -72,6 +94,11 @@ pub struct BackendPlan {
     pub cookie: Option<CookiePlan>,
     pub passive_fall: Option<u32>,
     pub drain_to_maint: bool,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_body: u64,
+    /// Applied before a route's own rules.
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
 }
 
 #[derive(Debug)]
@@ -82,6 +109,8 @@ pub struct ServerPlan {
     pub pool: Option<Arc<ServerPool>>,
     /// The opaque id in the sticky cookie.
     pub cookie_id: Box<str>,
+    /// TLS towards this server when its backend asks for it.
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug)]
@@ -108,6 +137,16 @@ impl Snapshot {
             .iter()
             .map(|b| build_backend(b, resolved, registry, pools))
             .collect();
+        // Redirects go to the first TLS frontend's port.
+        let https_port = topology
+            .frontends
+            .iter()
+            .find(|f| f.tls.is_some())
+            .map_or(443, |f| f.listen.port());
+        let https_port: Box<str> = match https_port {
+            443 => "".into(),
+            port => format!(":{port}").into(),
+        };
         let frontends = topology
             .frontends
             .iter()
@@ -125,7 +164,16 @@ impl Snapshot {
                 default_target: f.default_target.as_ref().map(build_target),
                 forward_headers: f.forward_headers,
                 timeouts: f.timeouts,
+                limits: f.limits,
                 counters: registry.frontend(&f.name),
+                tls: f.tls.as_ref().and_then(super::tls::server_config),
+                tls_counters: registry.frontend_tls(&f.name),
+                hsts: f
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.hsts.as_deref())
+                    .and_then(|h| HeaderValue::from_str(h).ok()),
+                redirect_https: f.redirect_https.then(|| https_port.clone()),
             })
             .collect();
         Snapshot {
@@ -165,22 +213,29 @@ impl Snapshot {
 }
 
 impl FrontendPlan {
-    /// The target of the first matching route, else the default.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&TargetPlan> {
-        self.routes
-            .iter()
-            .find(|r| r.route.matches(host, path))
-            .map(|r| &r.target)
-            .or(self.default_target.as_ref())
+    /// The first matching route, else the default target.
+    pub fn route(&self, request: &RequestView<'_>) -> Option<Chosen<'_>> {
+        match self.routes.iter().find(|r| r.route.matches(request)) {
+            Some(r) => Some(Chosen {
+                route: Some(r),
+                target: &r.target,
+            }),
+            None => self.default_target.as_ref().map(|target| Chosen {
+                route: None,
+                target,
+            }),
+        }
     }
 }
 
 impl TargetPlan {
     /// The backend to use: a split takes turns by weight, passing over
-    /// backends for which `has_server` is false.
+    /// backends for which `has_server` is false. `None` for the targets the
+    /// proxy answers itself.
     pub fn backend(&self, has_server: impl Fn(usize) -> bool) -> Option<usize> {
         match self {
             TargetPlan::Backend(b) => Some(*b),
+            TargetPlan::Redirect(_) | TargetPlan::Respond(_) | TargetPlan::Deny => None,
             TargetPlan::Split { backends, schedule } => schedule
                 .next(|i| has_server(backends[i]))
                 .or_else(|| schedule.next(|_| true))
@@ -213,6 +268,9 @@ fn build_target(target: &Target) -> TargetPlan {
                 schedule: Schedule::new(&weights),
             }
         }
+        Target::Redirect(redirect) => TargetPlan::Redirect(redirect.clone()),
+        Target::Respond(respond) => TargetPlan::Respond(respond.clone()),
+        Target::Deny => TargetPlan::Deny,
     }
 }
 
@@ -222,6 +280,7 @@ fn build_backend(
     registry: &StateRegistry,
     pools: &PoolRegistry,
 ) -> BackendPlan {
+    let client_tls = backend.tls.as_ref().and_then(super::tls::client_config);
     let mut members = Vec::with_capacity(backend.servers.len());
     let mut servers = Vec::with_capacity(backend.servers.len());
     for server in &backend.servers {
@@ -255,6 +314,9 @@ fn build_backend(
             state,
             address: server.address.clone(),
             pool,
+            tls: client_tls.as_ref().and_then(|config| {
+                super::tls::upstream_tls(config, backend.host.as_deref(), &server.address.host)
+            }),
         });
     }
     let cookie = backend.cookie.as_ref().map(|c| {
@@ -283,7 +345,10 @@ fn build_backend(
         retries: backend.retries,
         cookie,
         passive_fall: backend.passive_fall,
+        max_body: backend.max_body,
         drain_to_maint: backend.drain_to_maint,
+        request_headers: backend.request_headers.clone(),
+        response_headers: backend.response_headers.clone(),
     }
 }
 

@@ -27,7 +27,7 @@ pub fn split_of(topology: &Topology, frontend: &str, route: usize) -> Option<Spl
     let f = topology.frontends.iter().find(|f| &*f.name == frontend)?;
     match &f.routes.get(route)?.target {
         Target::Split(parts) => Some(named(topology, parts)),
-        Target::Backend(_) => None,
+        Target::Backend(_) | Target::Redirect(_) | Target::Respond(_) | Target::Deny => None,
     }
 }
 

@@ -6,7 +6,9 @@
 
 mod counters;
 mod health;
+mod process;
 mod registry;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use counters::{Counters, CountersSnapshot, InFlight, StatusClass, TIME_BUCKETS};
 pub use health::{CheckOutcome, Health, HealthTracker};
+pub use process::ProcessCounters;
 pub use registry::StateRegistry;
+pub use tls::{Alpn, HandshakeFailure, TlsCounters, TlsCountersSnapshot, TlsVersion};
 
 use crate::model::{AdminState, BackendName, ServerName};
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Counters, ServerState};
+use super::{Counters, ProcessCounters, ServerState, TlsCounters};
 use crate::model::{Backend, BackendName, FrontendName, Server, ServerName, Topology};
 
 /// Live state by (backend, server) name.
@@ -16,6 +16,8 @@ type ServerMap = HashMap<(BackendName, ServerName), Arc<ServerState>>;
 pub struct StateRegistry {
     servers: Arc<Mutex<ServerMap>>,
     frontends: Arc<Mutex<HashMap<FrontendName, Arc<Counters>>>>,
+    tls: Arc<Mutex<HashMap<FrontendName, Arc<TlsCounters>>>>,
+    process: Arc<ProcessCounters>,
 }
 
 impl StateRegistry {
@@ -37,6 +39,11 @@ impl StateRegistry {
             Arc::new(state)
         });
         Arc::clone(state)
+    }
+
+    /// The process-wide counters.
+    pub fn process(&self) -> &Arc<ProcessCounters> {
+        &self.process
     }
 
     /// Updates every server of `topology` with the config's admin state and
@@ -61,8 +68,18 @@ impl StateRegistry {
         Arc::clone(map.entry(name.clone()).or_default())
     }
 
+    /// The TLS handshake counters of a frontend, kept across reloads by name.
+    pub fn frontend_tls(&self, name: &FrontendName) -> Arc<TlsCounters> {
+        let mut map = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(name.clone()).or_default())
+    }
+
     /// Drops the state of servers and frontends that left the topology.
     pub fn retain(&self, topology: &Topology) {
+        self.tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| topology.frontends.iter().any(|f| f.name == *name));
         self.frontends
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,7 +1,8 @@
 //! A real backend for tests: answers with its name in `x-served-by`, records
 //! every request it receives, and has a few behaviours chosen by path:
 //! `/hold` waits until the test releases it, `/status/NNN` answers NNN,
-//! `/bytes/N` streams N bytes, `/slow/MS` waits MS ms before answering.
+//! `/bytes/N` streams N bytes, `/slow/MS` waits MS ms before answering,
+//! `/cache/DIRECTIVES` answers with `Cache-Control: DIRECTIVES` (`,` separated).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -193,6 +194,10 @@ async fn handle(
         h.insert("connection", "x-private-resp".parse().unwrap());
         h.insert("x-private-resp", "1".parse().unwrap());
         h.insert("x-public-resp", "1".parse().unwrap());
+    }
+    if let Some(cache) = path.strip_prefix("/cache/") {
+        let h = response.headers_mut();
+        h.insert("cache-control", cache.replace(',', ", ").parse().unwrap());
     }
     response
         .headers_mut()

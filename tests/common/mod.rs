@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod pool;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -29,7 +29,7 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
             file("", "colour = \"red\"\n"),
             "test.toml:8:1: backend[app].colour: unknown field `colour`, expected one of `name`, \
              `balance`, `host`, `retries`, `timeouts`, `passive_fall`, `drain_to_maint`, \
-             `cookie`, `check`, `server`",
+             `tls`, `max_body`, `cookie`, `check`, `request_headers`, `response_headers`, `server`",
         ),
         (
             server("wieght = 2\n"),
@@ -63,7 +63,9 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
         (
             file("[[frontend.route]]\nhots = \"a.com\"\n", ""),
             "test.toml:6:1: frontend[web].route[0].hots: unknown field `hots`, expected one of \
-             `host`, `path_prefix`, `backend`, `split`",
+             `host`, `path_prefix`, `backend`, `split`, `path`, `path_regex`, `methods`, \
+             `headers`, `cookies`, `query`, `redirect`, `respond`, `deny`, `rewrite`, \
+             `request_headers`, `response_headers`, `timeouts`",
         ),
         (
             file(
@@ -129,8 +131,8 @@ fn semantic_errors() {
         ),
         (
             file("timeouts = { idle = \"0s\" }\n", ""),
-            "test.toml:5:21: frontend[web].timeouts.idle: expected a duration above zero like \
-             \"5s\", got \"0s\"",
+            "test.toml:5:21: frontend[web].timeouts.idle: expected a duration from 1ms to 168h \
+             (7 days), got \"0s\"",
         ),
         (
             file(
@@ -205,11 +207,12 @@ fn semantic_errors() {
                  [[frontend.route]]\nbackend = \"app\"\n",
                 "",
             ),
-            "test.toml:8:9: frontend[web].route[0].split: expected either backend or split, \
-             not both\n\
-             test.toml:9:1: frontend[web].route[1]: expected a `backend` or a `split` key\n\
+            "test.toml:8:9: frontend[web].route[0].split: expected one of backend, split, \
+             redirect, respond or deny, got backend and split\n\
+             test.toml:9:1: frontend[web].route[1]: expected a `backend`, `split`, `redirect`, `respond` or `deny` key\n\
              test.toml:11:1: frontend[web].route[2]: matches every request: use \
-             default_backend, or add host or path_prefix",
+             default_backend, or add a condition (host, path_prefix, path, path_regex, methods, \
+             headers, cookies or query)",
         ),
         (
             file(
@@ -267,9 +270,9 @@ fn semantic_errors() {
             ),
             "test.toml:8:35: backend[app].check.expect: expected a status \"NNN\" or a range \
              \"NNN-NNN\" within 100-599, like \"200-399\", got \"399-200\"\n\
-             test.toml:8:57: backend[app].check.interval: expected a duration above zero like \
-             \"5s\", got \"0ms\"\n\
-             test.toml:8:71: backend[app].check.rise: expected an integer of at least 1, got 0",
+             test.toml:8:57: backend[app].check.interval: expected a duration from 1ms to 168h \
+             (7 days), got \"0ms\"\n\
+             test.toml:8:71: backend[app].check.rise: expected an integer from 1 to 1000, got 0",
         ),
         (
             file(
@@ -308,7 +311,7 @@ fn semantic_errors() {
              test.toml:9:11: backend[app].retries: expected an integer from 0 to 10, got 11\n\
              test.toml:10:8: backend[app].host: expected a host name or IP address like \
              \"users\" or \"10.0.0.5\", got \"a b\"\n\
-             test.toml:11:16: backend[app].passive_fall: expected an integer of at least 0, \
+             test.toml:11:16: backend[app].passive_fall: expected an integer from 0 to 1000, \
              got -1",
         ),
         (
@@ -319,7 +322,7 @@ fn semantic_errors() {
             ),
             "test.toml:2:14: global.access_log: expected \"text\", \"json\" or \"off\", \
              got \"xml\"\n\
-             test.toml:3:19: global.max_connections: expected an integer of at least 1, got 0\n\
+             test.toml:3:19: global.max_connections: expected an integer from 1 to 1000000, got 0\n\
              test.toml:4:14: global.state_file: expected a file path, got an empty string\n\
              test.toml:5:9: global.grace: expected a duration like \"5s\" or \"250ms\" (units \
              us, ms, s, m, h), got \"forever\"\n\
@@ -358,4 +361,124 @@ timeouts = { connect = "5 parsecs" }
          test.toml:13:13: backend[monolith].server[old-1].address: expected host:port like \
          \"users:8080\" or \"[::1]:8080\", got \"monolith\" (no port)",
     );
+}
+
+#[test]
+fn routing_rule_errors_point_at_the_value() {
+    let route = |body: &str| {
+        file(
+            &format!("[[frontend.route]]\npath_prefix = \"/a\"\n{body}"),
+            "",
+        )
+    };
+    let cases = [
+        (
+            route("backend = \"app\"\npath_regex = \"^/v[0-9+/\"\n"),
+            "test.toml:8:14: frontend[web].route[0].path_regex: invalid regex: regex parse \
+             error: ^/v[0-9+/ ^ error: unclosed character class",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { set = { \"X-A\" = \"{client}\" } }\n"),
+            "test.toml:8:37: frontend[web].route[0].request_headers.set.X-A: unknown variable \
+             {client}; expected one of {client_ip}, {request_id}, {host}, {frontend}, \
+             {backend}, {server}",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { add = { \"X-S\" = \"{server}\" } }\n"),
+            "test.toml:8:37: frontend[web].route[0].request_headers.add.X-S: {server} is known \
+             only in response_headers; the server is not chosen yet",
+        ),
+        (
+            route("backend = \"app\"\nrewrite = { regex = \"^/v1/(.*)$\", to = \"$1\" }\n"),
+            "test.toml:8:40: frontend[web].route[0].rewrite.to: the rewritten path must start \
+             with '/', got \"$1\"; a path without '/' cannot be forwarded",
+        ),
+        (
+            route(
+                "backend = \"app\"\nrewrite = { replace_prefix = { from = \"/a\", to = \"b\" } }\n",
+            ),
+            "test.toml:8:50: frontend[web].route[0].rewrite.replace_prefix.to: the rewritten \
+             path must start with '/', got \"b\"; a path without '/' cannot be forwarded",
+        ),
+        (
+            route("backend = \"app\"\nrewrite = { regex = \"^/v1/(.*)$\", to = \"/$2\" }\n"),
+            "test.toml:8:40: frontend[web].route[0].rewrite.to: $2 names no group: the regex \
+             has 1 capture group(s)",
+        ),
+        (
+            route("backend = \"app\"\nrequest_headers = { set = { Connection = \"close\" } }\n"),
+            "test.toml:8:29: frontend[web].route[0].request_headers.set.Connection: connection \
+             is a hop-by-hop or framing header, which the proxy manages; it cannot be set or \
+             added",
+        ),
+        (
+            file(
+                "",
+                "response_headers = { add = { \"Transfer-Encoding\" = \"gzip\" } }\n",
+            ),
+            "test.toml:8:30: backend[app].response_headers.add.Transfer-Encoding: \
+             transfer-encoding is a hop-by-hop or framing header, which the proxy manages; it \
+             cannot be set or added",
+        ),
+        (
+            route("redirect = { to = \"https://x\", code = 200 }\n"),
+            "test.toml:7:39: frontend[web].route[0].redirect.code: expected 301, 302, 303, 307 \
+             or 308, got 200",
+        ),
+        (
+            route("respond = { status = 503, body_file = \"no-such-file.html\" }\n"),
+            "test.toml:7:39: frontend[web].route[0].respond.body_file: cannot read \
+             no-such-file.html: No such file or directory (os error 2)",
+        ),
+        (
+            route("deny = true\nmethods = [\"get\"]\n"),
+            "test.toml:8:12: frontend[web].route[0].methods: expected an upper-case method like \
+             \"GET\", got \"get\"",
+        ),
+        (
+            format!(
+                "[global]\ntrusted_proxies = [\"10.0.0.0/33\"]\n{}",
+                file("", "")
+            ),
+            "test.toml:2:20: global.trusted_proxies: expected a prefix length in 0..=32 after \
+             '/', got \"33\" in \"10.0.0.0/33\"",
+        ),
+        (
+            format!("[errors]\n500 = \"x.html\"\n{}", file("", "")),
+            "test.toml:2:1: errors.500: expected 502, 503 or 504 (the failures the proxy \
+             answers itself), got \"500\"",
+        ),
+    ];
+    for (source, expected) in cases {
+        check(&source, expected);
+    }
+}
+
+#[test]
+fn request_id_forms() {
+    let cases = [
+        (
+            format!(
+                "[global]\nrequest_id = {{ header = \"bad header\" }}\n{}",
+                file("", "")
+            ),
+            "test.toml:2:25: global.request_id.header: expected a header name like \
+             \"X-Request-Id\", got \"bad header\"",
+        ),
+        (
+            format!(
+                "[global]\nrequest_id = {{ heder = \"X-Id\" }}\n{}",
+                file("", "")
+            ),
+            "test.toml:2:16: global.request_id.heder: unknown field `heder`, expected `header`",
+        ),
+        (
+            format!("[global]\nrequest_id = \"yes\"\n{}", file("", "")),
+            "test.toml:2:14: global.request_id: invalid type: string \"yes\", expected true, \
+             false or a table like { header = \"X-Request-Id\" }",
+        ),
+    ];
+    for (source, expected) in cases {
+        check(&source, expected);
+    }
 }

@@ -54,6 +54,8 @@ fn minimal_config_gets_every_default() {
             state_file: StateFile::InStateDir,
             max_connections: None,
             watch: true,
+            request_id: Some(http::HeaderName::from_static("x-request-id")),
+            trusted_proxies: Box::new([]),
         },
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
@@ -71,6 +73,9 @@ fn minimal_config_gets_every_default() {
                 body_idle: s(30),
                 write_idle: s(30),
             },
+            tls: None,
+            redirect_https: false,
+            limits: FrontendLimits::DEFAULT,
         }],
         backends: vec![Backend {
             name: BackendName::new("app"),
@@ -96,7 +101,12 @@ fn minimal_config_gets_every_default() {
             cookie: None,
             passive_fall: Some(3),
             drain_to_maint: false,
+            tls: None,
+            max_body: 100 * 1024 * 1024,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
         }],
+        errors: ErrorPages::default(),
     };
     assert_eq!(parse_ok(MINIMAL), expected);
 }
@@ -176,6 +186,8 @@ fn full_config_maps_every_key() {
             state_file: StateFile::At("/var/lib/switchyard/state.json".into()),
             max_connections: Some(500),
             watch: false,
+            request_id: Some(http::HeaderName::from_static("x-request-id")),
+            trusted_proxies: Box::new([]),
         }
     );
     assert_eq!(
@@ -325,4 +337,23 @@ fn wildcard_host_becomes_a_suffix() {
     );
     let host = parse_ok(&source).frontends[0].routes[0].host.clone();
     assert_eq!(host, Some(HostMatch::Suffix(".example.com".into())));
+}
+
+#[test]
+fn request_id_and_trusted_proxies() {
+    let t = parse_ok(&format!(
+        "[global]\nrequest_id = {{ header = \"X-Trace-Id\" }}\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n{MINIMAL}"
+    ));
+    assert_eq!(t.global.request_id.expect("on").as_str(), "x-trace-id");
+    let shown: Vec<String> = t
+        .global
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32"]);
+    let t = parse_ok(&format!("[global]\nrequest_id = false\n{MINIMAL}"));
+    assert_eq!(t.global.request_id, None);
+    let t = parse_ok(&format!("[global]\nrequest_id = true\n{MINIMAL}"));
+    assert_eq!(t.global.request_id.expect("on").as_str(), "x-request-id");
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Validates the deployment files, as CI does:
+#   - deploy/kubernetes/*.yaml against the Kubernetes schemas
+#     (kubernetes-validate, strict: unknown fields are errors);
+#   - the config inside the ConfigMap with `switchyard check`;
+#   - docker-compose.yaml against the Compose specification's JSON schema
+#     (check-jsonschema's vendored compose-spec), and with the installed
+#     compose tool's own `config` when there is one.
+# The validators are installed, pinned, by scripts/install-deploy-tools.sh.
+# Quiet on success but for one closing line.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deploy-tools.sh manifests
+venv=target/deploy-tools/venv
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+passed=0
+
+fail() {
+    echo "validate-manifests: $1" >&2
+    [ -s "$work/out" ] && cat "$work/out" >&2
+    exit 1
+}
+
+# Kubernetes.
+manifests=(deploy/kubernetes/*.yaml)
+"$venv/bin/kubernetes-validate" --strict --quiet "${manifests[@]}" >"$work/out" 2>&1 ||
+    fail "Kubernetes manifests do not validate"
+passed=$((passed + ${#manifests[@]}))
+
+# The ConfigMap's config passes `switchyard check`.
+"$venv/bin/python" - deploy/kubernetes/configmap.yaml "$work/switchyard.toml" <<'PY' >"$work/out" 2>&1 ||
+import sys, yaml
+with open(sys.argv[1]) as f:
+    config = yaml.safe_load(f)["data"]["switchyard.toml"]
+with open(sys.argv[2], "w") as f:
+    f.write(config)
+PY
+    fail "cannot read switchyard.toml from the ConfigMap"
+cargo build --quiet
+target/debug/switchyard check -c "$work/switchyard.toml" >"$work/out" 2>&1 ||
+    fail "the ConfigMap's switchyard.toml does not pass switchyard check"
+passed=$((passed + 1))
+
+# Compose.
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yaml >"$work/out" 2>&1 ||
+    fail "docker-compose.yaml does not validate against the Compose specification"
+passed=$((passed + 1))
+if docker compose version >/dev/null 2>&1; then
+    compose_tool=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    compose_tool=(docker-compose)
+else
+    compose_tool=()
+fi
+if [ "${#compose_tool[@]}" -gt 0 ]; then
+    SWITCHYARD_ADMIN_TOKEN=validate "${compose_tool[@]}" -f docker-compose.yaml config -q >"$work/out" 2>&1 ||
+        fail "${compose_tool[*]} config rejects docker-compose.yaml"
+    passed=$((passed + 1))
+fi
+
+echo "validate-manifests: $passed passed, 0 failed"
