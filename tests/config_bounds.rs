@@ -27,7 +27,7 @@ listen = "127.0.0.1:0"
 name = "web"
 listen = "127.0.0.1:0"
 default_backend = "app"
-timeouts = { client_header = {client_header}, idle = {idle} }
+timeouts = { client_header = {client_header}, idle = {idle}, body_idle = {body_idle}, write_idle = {write_idle} }
 limits = { max_uri = {max_uri}, max_head = {max_head}, max_headers = {max_headers}, max_header_line = {max_header_line} }
   [[frontend.route]]
   path_prefix = "/split"
@@ -74,6 +74,20 @@ const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
         "frontend[web].timeouts.idle",
         r#""7m167h""#,
         r#""168h1us""#,
+        "from 1ms to 168h (7 days)",
+    ),
+    (
+        "body_idle",
+        "frontend[web].timeouts.body_idle",
+        r#""168h""#,
+        r#""168h1ms""#,
+        "from 1ms to 168h (7 days)",
+    ),
+    (
+        "write_idle",
+        "frontend[web].timeouts.write_idle",
+        r#""168h""#,
+        r#""169h""#,
         "from 1ms to 168h (7 days)",
     ),
     (

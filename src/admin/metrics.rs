@@ -84,6 +84,7 @@ const SPECS: &[Spec] = &[
     spec("switchyard_frontend_bytes_out_total", Some("haproxy_frontend_bytes_out_total"), C, F, None, "Response bytes sent to clients."),
     spec("switchyard_frontend_current_sessions", Some("haproxy_frontend_current_sessions"), G, F, None, "Requests in flight."),
     spec("switchyard_frontend_max_sessions", Some("haproxy_frontend_max_sessions"), G, F, None, "Most requests in flight at once."),
+    spec("switchyard_frontend_panics_total", None, C, F, None, "Requests whose handling panicked; each was answered 500."),
     spec("switchyard_backend_up", Some("haproxy_backend_status"), G, B, None, "1 while any server can take new requests."),
     spec("switchyard_backend_active_servers", Some("haproxy_backend_active_servers"), G, B, None, "Servers that can take new requests."),
     spec("switchyard_backend_requests_total", Some("haproxy_backend_http_requests_total"), C, B, None, "Requests sent to the backend's servers."),
@@ -457,6 +458,7 @@ fn common(suffix: &str, c: &CountersSnapshot) -> Option<f64> {
         "response_errors_total" => c.response_errors,
         "retries_total" => c.retries,
         "redispatches_total" => c.redispatches,
+        "panics_total" => c.panics,
         _ => return None,
     };
     Some(v as f64)

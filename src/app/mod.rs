@@ -5,6 +5,7 @@
 //! finish within `grace`, then stops the background tasks.
 
 pub mod demo;
+mod fds;
 pub mod healthcheck;
 #[doc(hidden)]
 pub mod persist;
@@ -67,7 +68,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
         StateFile::Off => None,
     };
     let access_log = topology.global.access_log;
-    let max_connections = topology.global.max_connections;
+    let max_connections = fds::max_connections(topology.global.max_connections);
     let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
 
     let background = TaskTracker::new();

@@ -98,6 +98,20 @@ pub(super) fn frontends(
                 t.and_then(|t| t.idle.as_ref()),
                 Duration::from_secs(60),
             ),
+            body_idle: timeout(
+                c,
+                &timeouts_path,
+                "body_idle",
+                t.and_then(|t| t.body_idle.as_ref()),
+                Duration::from_secs(30),
+            ),
+            write_idle: timeout(
+                c,
+                &timeouts_path,
+                "write_idle",
+                t.and_then(|t| t.write_idle.as_ref()),
+                Duration::from_secs(30),
+            ),
         };
         let limits = self::limits(c, &format!("{path}.limits"), f.limits.as_ref());
         let routes = f

@@ -185,6 +185,8 @@ pub struct RawLimits {
 pub struct RawFrontendTimeouts {
     pub client_header: Option<Text>,
     pub idle: Option<Text>,
+    pub body_idle: Option<Text>,
+    pub write_idle: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -94,14 +94,16 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
         ),
         state_file: state_file(c, raw.state_file.as_ref()),
         watch: raw.watch.unwrap_or(true),
-        max_connections: integer(
-            c,
-            at,
-            "max_connections",
-            raw.max_connections.as_ref(),
-            10_000,
-            1..=MAX_CONNECTIONS,
-        ) as usize,
+        max_connections: raw.max_connections.as_ref().map(|n| {
+            integer(
+                c,
+                at,
+                "max_connections",
+                Some(n),
+                10_000,
+                1..=MAX_CONNECTIONS,
+            ) as usize
+        }),
         request_id: request_id(c, raw.request_id.as_ref()),
         trusted_proxies: raw
             .trusted_proxies

@@ -103,8 +103,8 @@ fn global(out: &mut Vec<String>, running: &Topology, next: &Topology) {
         out,
         "global",
         "max_connections",
-        r.max_connections.to_string(),
-        n.max_connections.to_string(),
+        connections(r.max_connections),
+        connections(n.max_connections),
     );
     changed(
         out,
@@ -189,6 +189,20 @@ fn frontend(
         "timeouts.idle",
         duration(r.timeouts.idle),
         duration(n.timeouts.idle),
+    );
+    changed(
+        out,
+        &what,
+        "timeouts.body_idle",
+        duration(r.timeouts.body_idle),
+        duration(n.timeouts.body_idle),
+    );
+    changed(
+        out,
+        &what,
+        "timeouts.write_idle",
+        duration(r.timeouts.write_idle),
+        duration(n.timeouts.write_idle),
     );
     for route in &n.routes {
         let label = route_label(route);
@@ -396,4 +410,9 @@ fn check(c: &CheckSpec) -> String {
 
 fn opt(v: Option<&str>) -> String {
     v.map_or_else(|| "none".to_owned(), str::to_owned)
+}
+
+/// `max_connections` as written, or how an unset one is found.
+fn connections(n: Option<usize>) -> String {
+    n.map_or_else(|| "from the open-file limit".to_owned(), |n| n.to_string())
 }

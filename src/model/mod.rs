@@ -65,8 +65,9 @@ pub struct Global {
     pub state_file: StateFile,
     /// Reload when the config file (or a file it names) changes.
     pub watch: bool,
-    /// Most client connections open at once, over all frontends.
-    pub max_connections: usize,
+    /// Most client connections open at once, over all frontends; `None`
+    /// derives it from the open-file limit at start.
+    pub max_connections: Option<usize>,
     /// The request id header; `None` when request ids are off.
     pub request_id: Option<HeaderName>,
     /// Peers whose `X-Forwarded-For` and request id are believed.
@@ -174,6 +175,10 @@ pub struct FrontendTimeouts {
     pub client_header: Duration,
     /// Most time a keep-alive connection may sit idle between requests.
     pub idle: Duration,
+    /// Most time between two reads of a request body (R.U.D.Y. guard).
+    pub body_idle: Duration,
+    /// Most time one write to the client may wait (slow-read guard).
+    pub write_idle: Duration,
 }
 
 /// A named pool of servers.

@@ -155,9 +155,9 @@ pub async fn send_with_retries(
                 }
                 _ => {
                     let source = e.into_error();
-                    // The client's body broke or passed `max_body`: the
-                    // client's fault, not the server's (the upstream
-                    // request was aborted, R3).
+                    // The client's body broke, stalled for `body_idle` or
+                    // passed `max_body`: the client's fault, not the
+                    // server's (the upstream request was aborted, R3).
                     match BodyError::find(&source) {
                         Some(BodyError::TooLarge(_)) => {
                             return Err((ProxyError::BodyTooLarge, Some(s)));
@@ -165,6 +165,9 @@ pub async fn send_with_retries(
                         Some(BodyError::Client(_)) => {
                             let error = ProxyError::BadRequest("malformed request body");
                             return Err((error, Some(s)));
+                        }
+                        Some(BodyError::Idle(_)) => {
+                            return Err((ProxyError::ClientBodyTimeout, Some(s)));
                         }
                         None => {}
                     }

@@ -2,9 +2,11 @@
 //! head must arrive within `client_header` of its first byte (or of the
 //! accept), and a keep-alive connection may sit idle between requests for
 //! `idle`. hyper's own header timer cannot tell the two apart, so the proxy
-//! keeps them here, where every read passes. Both limits come from the
-//! snapshot at accept and then from the snapshot serving each request
-//! (`ConnActivity::follow_timeouts`), so a reload reaches open connections.
+//! keeps them here, where every read passes. Every write passes here too:
+//! a write may wait at most `write_idle` for the client to read. The limits
+//! come from the snapshot at accept and then from the snapshot serving each
+//! request (`ConnActivity::follow_timeouts`), so a reload reaches open
+//! connections.
 //!
 //! The same place feeds every HTTP/1 byte read to `head_scan::HeadScan`,
 //! whose verdict on each request head (both `Content-Length` and
@@ -44,6 +46,7 @@ pub struct ConnActivity {
     /// The frontend's limits in the snapshot of the latest request, in ms.
     client_header_ms: AtomicU64,
     idle_ms: AtomicU64,
+    write_idle_ms: AtomicU64,
 }
 
 impl ConnActivity {
@@ -58,19 +61,27 @@ impl ConnActivity {
             verdicts: HeadVerdicts::default(),
             client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
             idle_ms: AtomicU64::new(millis(timeouts.idle)),
+            write_idle_ms: AtomicU64::new(millis(timeouts.write_idle)),
         })
     }
 
     /// Takes the limits of the snapshot serving the current request: the
-    /// next idle and head deadlines follow a reload. Two relaxed stores.
+    /// next idle, head and write deadlines follow a reload. Three relaxed
+    /// stores.
     pub fn follow_timeouts(&self, timeouts: &FrontendTimeouts) {
         self.client_header_ms
             .store(millis(timeouts.client_header), Ordering::Relaxed);
         self.idle_ms.store(millis(timeouts.idle), Ordering::Relaxed);
+        self.write_idle_ms
+            .store(millis(timeouts.write_idle), Ordering::Relaxed);
     }
 
     fn idle(&self) -> Duration {
         Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
+    }
+
+    fn write_idle(&self) -> Duration {
+        Duration::from_millis(self.write_idle_ms.load(Ordering::Relaxed))
     }
 
     /// A request head arrived; the guard ends the request when dropped.
@@ -152,6 +163,10 @@ pub struct ClientStream<S = TcpStream> {
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     scan: HeadScan,
+    /// Made on the first write that has to wait; fails the connection when
+    /// the client reads nothing for `write_idle` (slow read).
+    write_timer: Option<Pin<Box<Sleep>>>,
+    is_write_waiting: bool,
 }
 
 impl<S> ClientStream<S> {
@@ -163,6 +178,8 @@ impl<S> ClientStream<S> {
             timer: Box::pin(tokio::time::sleep_until(first.into())),
             armed: None,
             scan: HeadScan::default(),
+            write_timer: None,
+            is_write_waiting: false,
         }
     }
 }
@@ -231,13 +248,51 @@ impl<S> ClientStream<S> {
     }
 }
 
+impl<S> ClientStream<S> {
+    /// Watches one write: a write that makes progress stops the clock; one
+    /// that has to wait starts it, and fails with `TimedOut` once the client
+    /// has read nothing for `write_idle`. hyper then drops the connection and
+    /// with it the response body, which releases the upstream connection.
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.is_write_waiting = false;
+            return polled;
+        }
+        if !self.is_write_waiting {
+            let deadline = tokio::time::Instant::now() + self.activity.write_idle();
+            match self.write_timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.is_write_waiting = true;
+        }
+        let is_expired = self
+            .write_timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+        if is_expired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client read nothing in time",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -245,7 +300,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -253,7 +310,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch_write(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -268,6 +327,8 @@ mod tests {
     const TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
         client_header: Duration::from_secs(10),
         idle: Duration::from_secs(60),
+        body_idle: Duration::from_secs(30),
+        write_idle: Duration::from_secs(30),
     };
 
     fn limit(a: &ConnActivity) -> Option<Duration> {
@@ -302,7 +363,10 @@ mod tests {
         a.follow_timeouts(&FrontendTimeouts {
             client_header: Duration::from_secs(2),
             idle: Duration::from_secs(5),
+            body_idle: Duration::from_secs(3),
+            write_idle: Duration::from_secs(4),
         });
+        assert_eq!(a.write_idle(), Duration::from_secs(4));
         drop(guard);
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6));

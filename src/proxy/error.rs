@@ -25,6 +25,9 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("method not allowed: {0}")]
     MethodNotAllowed(&'static str),
+    /// The client stopped sending its body for `body_idle`.
+    #[error("client sent no request body bytes in time")]
+    ClientBodyTimeout,
     /// No route matched and the frontend has no default.
     #[error("no route for this request")]
     NoRoute,
@@ -74,6 +77,7 @@ impl ProxyError {
             ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             // No connection could be made: HAProxy answers 503 too.
             ProxyError::NoServer
@@ -88,8 +92,9 @@ impl ProxyError {
 
     /// Whether the client connection must close after the answer.
     pub fn closes_connection(&self) -> bool {
-        // A refused body is not read, and an oversized head may hide
-        // another request: neither leaves the connection usable.
+        // A refused body is not read, a stalled one may never end, and an
+        // oversized head may hide another request: none leaves the
+        // connection usable.
         matches!(
             self,
             ProxyError::BadRequest(_)
@@ -97,6 +102,7 @@ impl ProxyError {
                 | ProxyError::UriTooLong
                 | ProxyError::HeadTooLarge(_)
                 | ProxyError::BodyTooLarge
+                | ProxyError::ClientBodyTimeout
         )
     }
 
@@ -106,6 +112,7 @@ impl ProxyError {
         let text: &'static str = match status {
             StatusCode::BAD_REQUEST => "400 Bad Request\n",
             StatusCode::NOT_FOUND => "404 Not Found\n",
+            StatusCode::REQUEST_TIMEOUT => "408 Request Timeout\n",
             StatusCode::PAYLOAD_TOO_LARGE => "413 Content Too Large\n",
             StatusCode::URI_TOO_LONG => "414 URI Too Long\n",
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "431 Request Header Fields Too Large\n",
@@ -144,6 +151,7 @@ mod tests {
             (ProxyError::BadRequest("x"), 400),
             (ProxyError::BadPath("x"), 400),
             (ProxyError::MethodNotAllowed("CONNECT"), 405),
+            (ProxyError::ClientBodyTimeout, 408),
             (ProxyError::UriTooLong, 414),
             (ProxyError::HeadTooLarge("x"), 431),
             (ProxyError::BodyTooLarge, 413),

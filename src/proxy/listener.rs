@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::client_io::{ClientStream, ConnActivity};
-use super::service::{self, ConnContext};
+use super::guard::{self, ResetWatch};
+use super::service::ConnContext;
 use super::tls;
 use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
@@ -263,6 +264,7 @@ impl Conn {
         let builder = server_builder(&limits);
         let ctx = Arc::new(ConnContext {
             activity,
+            resets: ResetWatch::default(),
             peer_ip: HeaderValue::try_from(peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             shared: Arc::clone(&shared),
@@ -270,7 +272,8 @@ impl Conn {
             peer,
             is_tls,
         });
-        let service = service_fn(move |request| service::serve(Arc::clone(&ctx), request));
+        let calm = ctx.resets.tripped().clone();
+        let service = service_fn(move |request| guard::serve(Arc::clone(&ctx), request));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -278,6 +281,14 @@ impl Conn {
             () = shared.drain.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
+            }
+            () = calm.cancelled() => {
+                // GOAWAY, then a short wait for what is in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => return,
+                }
             }
         };
         if let Err(e) = result {
@@ -289,11 +300,23 @@ impl Conn {
 const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
     client_header: Duration::from_secs(10),
     idle: Duration::from_secs(60),
+    body_idle: Duration::from_secs(30),
+    write_idle: Duration::from_secs(30),
 };
+
+/// Most concurrent streams per HTTP/2 connection (HAProxy's
+/// `tune.h2.max-concurrent-streams` is 100 too).
+const H2_MAX_STREAMS: u32 = 100;
+/// Most bytes of one decoded HTTP/2 header list; h2 answers larger ones with
+/// a stream error and a header block far past it with GOAWAY.
+const H2_MAX_HEADER_LIST: u32 = 32 * 1024;
 
 /// hyper's settings; the head and idle deadlines are `ClientStream`'s. The
 /// head limits cap hyper's read buffer and field count (hyper answers 431
-/// past them); the service checks each limit again exactly.
+/// past them); the service checks each limit again exactly. h2 itself sends
+/// GOAWAY `ENHANCE_YOUR_CALM` past 20 streams reset before they were
+/// accepted, 1024 streams it had to reset for errors, too many CONTINUATION
+/// frames, or a header list far past the limit.
 fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -309,7 +332,9 @@ fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(H2_MAX_STREAMS)
         .max_pending_accept_reset_streams(20)
-        .max_header_list_size(32 * 1024);
+        .max_local_error_reset_streams(1024)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     builder
 }

@@ -12,6 +12,9 @@ mod body;
 mod client_io;
 mod connect;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+mod guard;
 mod head_scan;
 mod headers;
 mod identity;

@@ -20,6 +20,7 @@ use super::attempt::{self, Sent};
 use super::body::{Exchange, ProxyBody};
 use super::client_io::{ConnActivity, RequestGuard};
 use super::error::ProxyError;
+use super::guard::ResetWatch;
 use super::headers::{self, Forwarding};
 use super::identity::Identity;
 use super::routing::{self, Facts, RequestLine, Routed};
@@ -36,6 +37,8 @@ pub struct ConnContext {
     pub shared: Arc<Shared>,
     /// Tells the socket's deadlines when requests start and end.
     pub activity: Arc<ConnActivity>,
+    /// HTTP/2 streams reset right after they started.
+    pub resets: ResetWatch,
     /// The frontend's configured address: how a request finds its frontend
     /// in whichever snapshot it loads.
     pub listen: SocketAddr,
@@ -380,7 +383,10 @@ fn prepare(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     Prepared {
-        request: Request::from_parts(parts, RequestBody::new(body, backend.max_body)),
+        request: Request::from_parts(
+            parts,
+            RequestBody::new(body, backend.max_body, frontend.timeouts.body_idle),
+        ),
         upgrade: upgrade.map(|(on, _)| on),
         pinned,
         host,

@@ -35,6 +35,8 @@ pub struct Reloader {
     topology: Arc<Topology>,
     overrides: Vec<SplitOverride>,
     resolved: HashMap<ServerAddress, Option<SocketAddr>>,
+    /// Addresses kept for names that stopped resolving (`hold_valid`).
+    last_good: dns::LastGood,
     registry: StateRegistry,
     pools: PoolRegistry,
     config_file: Option<PathBuf>,
@@ -48,7 +50,12 @@ pub(super) async fn start(
     let registry = StateRegistry::default();
     let pools = PoolRegistry::default();
     let topology = Arc::new(topology);
-    let resolved = dns::resolve_all(&snapshot::names_to_resolve(&topology)).await;
+    let mut last_good = dns::LastGood::default();
+    let resolved = last_good.apply(
+        dns::resolve_all(&snapshot::names_to_resolve(&topology)).await,
+        std::time::Instant::now(),
+        dns::HOLD_VALID,
+    );
     let first = Arc::new(Snapshot::build(
         1,
         Arc::clone(&topology),
@@ -86,6 +93,7 @@ pub(super) async fn start(
         topology,
         overrides: Vec::new(),
         resolved,
+        last_good,
         registry,
         pools,
         config_file,
@@ -228,7 +236,7 @@ impl Reloader {
     /// Serves `file` from now on, with the split overrides that still match.
     async fn install(&mut self, file: Topology, listeners: &mut dyn ListenerControl) -> Outcome {
         let (topology, kept) = splits::apply(file.clone(), self.overrides.clone());
-        let resolved = dns::resolve_all(&snapshot::names_to_resolve(&topology)).await;
+        let resolved = self.resolve(&snapshot::names_to_resolve(&topology)).await;
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.file = Arc::new(file);
         self.set_overrides(kept);
@@ -327,12 +335,23 @@ impl Reloader {
         self.overrides = overrides;
     }
 
+    /// Resolves `names`, keeping the last good address of a name that
+    /// fails for `HOLD_VALID`.
+    async fn resolve(
+        &mut self,
+        names: &[ServerAddress],
+    ) -> HashMap<ServerAddress, Option<SocketAddr>> {
+        let fresh = dns::resolve_all(names).await;
+        self.last_good
+            .apply(fresh, std::time::Instant::now(), dns::HOLD_VALID)
+    }
+
     async fn refresh_dns(&mut self, listeners: &mut dyn ListenerControl) {
         let names = snapshot::names_to_resolve(&self.topology);
         if names.is_empty() {
             return;
         }
-        let resolved = dns::resolve_all(&names).await;
+        let resolved = self.resolve(&names).await;
         if resolved != self.resolved {
             tracing::info!("server addresses changed in DNS");
             let topology = Arc::clone(&self.topology);

@@ -87,6 +87,7 @@ pub struct Counters {
     redispatches: AtomicU64,
     last_request: AtomicU64,
     tunnels: AtomicU64,
+    panics: AtomicU64,
     avg_connect_us: AtomicU64,
     avg_response_us: AtomicU64,
     avg_total_us: AtomicU64,
@@ -113,6 +114,8 @@ pub struct CountersSnapshot {
     /// Unix ms of the last request, 0 if none.
     pub last_request: u64,
     pub tunnels: u64,
+    /// Requests whose handling panicked (answered 500).
+    pub panics: u64,
     pub avg_connect_us: u64,
     pub avg_response_us: u64,
     pub avg_total_us: u64,
@@ -167,6 +170,11 @@ impl Counters {
         self.redispatches.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request's handling panicked (it was answered 500).
+    pub fn count_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn tunnel_opened(&self) {
         self.tunnels.fetch_add(1, Ordering::Relaxed);
     }
@@ -215,6 +223,7 @@ impl Counters {
             redispatches: r(&self.redispatches),
             last_request: r(&self.last_request),
             tunnels: r(&self.tunnels),
+            panics: r(&self.panics),
             avg_connect_us: r(&self.avg_connect_us),
             avg_response_us: r(&self.avg_response_us),
             avg_total_us: r(&self.avg_total_us),

@@ -1,13 +1,18 @@
 //! The request body sent upstream: the client's body, streamed, with its
-//! bytes counted for the server that receives it.
+//! bytes counted for the server that receives it, capped at the backend's
+//! `max_body` and with a deadline between two reads of it (`body_idle`).
+//! Invariant: a body that fails (client error, too large, idle deadline) ends
+//! in an error, never a clean end, so hyper aborts the upstream request (R3).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use crate::state::Counters;
 
@@ -21,17 +26,28 @@ pub struct RequestBody {
     seen: u64,
     /// Most bytes allowed; one more is `BodyError::TooLarge`.
     max_body: u64,
+    /// Most time to wait for the next frame; `None` waits for ever.
+    idle: Option<Duration>,
+    /// Made on the first read that has to wait, so bodies that arrive at
+    /// once cost no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A read is waiting for the client: the timer runs. Only time spent
+    /// waiting for the client counts, not time the server takes to read.
+    is_waiting: bool,
 }
 
 /// Why a request body stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    /// The client's body broke (bad chunk, reset, timeout).
+    /// The client's body broke (bad chunk, reset).
     #[error("client body failed: {0}")]
     Client(#[from] hyper::Error),
     /// The body passed the backend's `max_body`.
     #[error("request body larger than {0} bytes")]
     TooLarge(u64),
+    /// The client sent nothing for `body_idle` while the proxy waited.
+    #[error("client sent no body bytes for {0:?}")]
+    Idle(Duration),
 }
 
 impl BodyError {
@@ -50,13 +66,17 @@ impl BodyError {
 
 impl RequestBody {
     /// The client's body, counted while it streams: past `max_body` bytes it
-    /// fails with `BodyError::TooLarge`.
-    pub fn new(inner: Incoming, max_body: u64) -> Self {
+    /// fails with `BodyError::TooLarge`, and when no bytes come for `idle`
+    /// with `BodyError::Idle`.
+    pub fn new(inner: Incoming, max_body: u64, idle: Duration) -> Self {
         RequestBody {
             inner: Some(inner),
             sink: None,
             seen: 0,
             max_body,
+            idle: Some(idle),
+            timer: None,
+            is_waiting: false,
         }
     }
 
@@ -67,12 +87,30 @@ impl RequestBody {
             sink: None,
             seen: 0,
             max_body: 0,
+            idle: None,
+            timer: None,
+            is_waiting: false,
         }
     }
 
     /// Counts the bytes that pass into `counters` (the chosen server's).
     pub fn count_into(&mut self, counters: &Arc<Counters>) {
         self.sink = Some(Arc::clone(counters));
+    }
+
+    /// Arms the idle timer on the first wait; whether it has run out.
+    fn is_idle_expired(&mut self, idle: Duration, cx: &mut Context<'_>) -> bool {
+        if !self.is_waiting {
+            let deadline = Instant::now() + idle;
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.is_waiting = true;
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -84,23 +122,37 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let Some(inner) = self.inner.as_mut() else {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
         let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BodyError::Client(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                this.inner = None;
+                return Poll::Ready(Some(Err(BodyError::Client(e))));
+            }
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                let Some(idle) = this.idle else {
+                    return Poll::Pending;
+                };
+                if this.is_idle_expired(idle, cx) {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(BodyError::Idle(idle))));
+                }
+                return Poll::Pending;
+            }
         };
+        this.is_waiting = false;
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
-            self.seen = self.seen.saturating_add(len);
-            if self.seen > self.max_body {
-                self.inner = None;
-                return Poll::Ready(Some(Err(BodyError::TooLarge(self.max_body))));
+            this.seen = this.seen.saturating_add(len);
+            if this.seen > this.max_body {
+                this.inner = None;
+                return Poll::Ready(Some(Err(BodyError::TooLarge(this.max_body))));
             }
-            if let Some(sink) = &self.sink {
+            if let Some(sink) = &this.sink {
                 sink.add_bytes_in(len);
             }
         }
@@ -108,7 +160,7 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        // (`inner` is dropped after a `TooLarge` error: nothing follows it.)
+        // (`inner` is dropped after an error: nothing follows it.)
         self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 

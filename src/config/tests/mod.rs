@@ -52,7 +52,7 @@ fn minimal_config_gets_every_default() {
             grace: s(10),
             access_log: Some(LogFormat::Text),
             state_file: StateFile::InStateDir,
-            max_connections: 10_000,
+            max_connections: None,
             watch: true,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
@@ -70,6 +70,8 @@ fn minimal_config_gets_every_default() {
             timeouts: FrontendTimeouts {
                 client_header: s(10),
                 idle: s(60),
+                body_idle: s(30),
+                write_idle: s(30),
             },
             tls: None,
             redirect_https: false,
@@ -125,7 +127,7 @@ token_file = "/run/secrets/token"
 name = "web"
 listen = "[::]:8000"
 forward_headers = false
-timeouts = { client_header = "5s", idle = "1m30s" }
+timeouts = { client_header = "5s", idle = "1m30s", body_idle = "20s", write_idle = "15s" }
 
   [[frontend.route]]
   host = "Shop.Example.COM"
@@ -182,7 +184,7 @@ fn full_config_maps_every_key() {
             grace: Duration::from_secs(30),
             access_log: None,
             state_file: StateFile::At("/var/lib/switchyard/state.json".into()),
-            max_connections: 500,
+            max_connections: Some(500),
             watch: false,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
@@ -200,6 +202,8 @@ fn full_config_maps_every_key() {
     assert!(!web.forward_headers);
     assert_eq!(web.default_target, None);
     assert_eq!(web.timeouts.idle, ms(90_000));
+    assert_eq!(web.timeouts.body_idle, ms(20_000));
+    assert_eq!(web.timeouts.write_idle, ms(15_000));
     let routes = &web.routes;
     assert_eq!(
         routes[0].host,
