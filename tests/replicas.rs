@@ -231,6 +231,18 @@ async fn maint_on_one_replica_stops_traffic_through_all_three_within_a_second() 
         page.contains(&cluster.replicas[1].admin.to_string()),
         "peer r2 listed"
     );
+    // Prometheus: each peer up and in sync.
+    let r2 = cluster.replicas[1].admin;
+    eventually("r1's metrics show r2 in sync", || async {
+        let metrics = cluster.admin(0, "GET", "/metrics", None).await.1;
+        let text = metrics.as_str().unwrap_or_default().to_owned();
+        text.contains(&format!(
+            "switchyard_peer_up{{peer=\"{r2}\",replica=\"r2\"}} 1"
+        )) && text.contains(&format!(
+            "switchyard_peer_in_sync{{peer=\"{r2}\",replica=\"r2\"}} 1"
+        ))
+    })
+    .await;
     cluster.shutdown().await;
 }
 

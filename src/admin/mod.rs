@@ -21,6 +21,7 @@ mod audit;
 mod auth;
 mod csv;
 mod metrics;
+mod metrics_peers;
 mod metrics_tls;
 mod page;
 mod page_servers;
@@ -137,7 +138,7 @@ impl AdminServer {
             source,
         })?;
         let sampler = Arc::new(sampler::Sampler::default());
-        let metrics = metrics::Registries::new(&runtime, &sampler)?;
+        let metrics = metrics::Registries::new(&runtime, &sampler, &replication)?;
         let context = Arc::new(AdminContext {
             guard: auth::Guard::new(token, local_addr),
             runtime,
