@@ -115,11 +115,15 @@ impl Cluster {
             "[global]\naccess_log = \"off\"\nwatch = false\n\
              [admin]\nlisten = \"{admin}\"\nreplica = \"{name}\"\ntoken_file = \"{}\"\n{peers}\
              [[frontend]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ndefault_backend = \"app\"\n\
+             [[frontend.route]]\npath_prefix = \"/split\"\nsplit = {{ app = 90, spare = 10 }}\n\
              [[backend]]\nname = \"app\"\n\
              [[backend.server]]\nname = \"a\"\naddress = \"{}\"\n\
-             [[backend.server]]\nname = \"b\"\naddress = \"{}\"\n",
+             [[backend.server]]\nname = \"b\"\naddress = \"{}\"\n\
+             [[backend]]\nname = \"spare\"\n\
+             [[backend.server]]\nname = \"s\"\naddress = \"{}\"\n",
             self.token_file.display(),
             self.a.addr,
+            self.b.addr,
             self.b.addr
         )
     }
@@ -446,5 +450,45 @@ async fn the_state_file_keeps_the_stamps() {
         })
     })
     .await;
+    cluster.shutdown().await;
+}
+
+/// The split of replica `i`'s route 0, as `/api/stats` shows it.
+async fn split_of(cluster: &Cluster, i: usize) -> Value {
+    let stats = cluster.admin(i, "GET", "/api/stats", None).await.1;
+    stats["frontends"][0]["routes"][0]["split"].clone()
+}
+
+#[tokio::test]
+async fn split_weights_and_resets_reach_every_replica() {
+    let cluster = Cluster::start().await;
+    let config_split = split_of(&cluster, 0).await;
+    let path = "/api/frontends/web/routes/0/split";
+    let (status, answer) = cluster
+        .admin(2, "PUT", path, Some(json!({ "app": 50, "spare": 50 })))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    cluster.set_state(1, "b", "drain").await;
+    let wanted = json!([{ "backend": "app", "weight": 50 }, { "backend": "spare", "weight": 50 }]);
+    for i in 0..3 {
+        eventually("the split and the DRAIN everywhere", || async {
+            split_of(&cluster, i).await == wanted
+                && cluster.replicas[i].admin_state("b") == AdminState::Drain
+        })
+        .await;
+    }
+    // A reset to the config is a change too: it reaches every replica.
+    let (status, answer) = cluster
+        .admin(0, "POST", "/api/reset", Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for i in 0..3 {
+        eventually("the config's split and state everywhere", || async {
+            split_of(&cluster, i).await == config_split
+                && cluster.replicas[i].admin_state("b") == AdminState::Ready
+        })
+        .await;
+        cluster.wait_in_sync(i).await;
+    }
     cluster.shutdown().await;
 }

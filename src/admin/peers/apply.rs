@@ -43,6 +43,9 @@ async fn apply(ctx: &AdminContext, change: &Accepted, peer: &str) {
                 return skipped(key, "the config changed this server's state since");
             }
             let old = s.set_admin_state(*state);
+            if old == *state {
+                return;
+            }
             record(
                 format!("server {backend}/{server} state"),
                 old.as_str().into(),
@@ -57,6 +60,9 @@ async fn apply(ctx: &AdminContext, change: &Accepted, peer: &str) {
                 return skipped(key, "the config changed this server's weight since");
             }
             let old = s.weight();
+            if old == *weight {
+                return;
+            }
             let command = Command::SetWeight {
                 backend: backend.clone(),
                 server: server.clone(),
