@@ -28,6 +28,10 @@ pub struct Stats {
     pub backends: Vec<BackendStats>,
     /// Newest first; filled by the renders that show it.
     pub recent_changes: Vec<Change>,
+    /// The peer replicas, with `[admin] peers`; filled by the renders that
+    /// show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<super::peers::PeersView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,6 +243,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
         frontends,
         backends,
         recent_changes: Vec::new(),
+        peers: None,
     }
 }
 
