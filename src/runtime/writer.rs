@@ -1,7 +1,9 @@
 //! The single writer of the snapshot: `Reloader` serves `Command`s one at a
 //! time (file reloads, operator edits, restored state) and refreshes DNS.
-//! It keeps the topology as the file says it and the split weights
-//! operators set on top, so a reload and an edit can never undo each other.
+//! It keeps the topology as the file says it, the servers found in DNS
+//! (`discover`) and the split weights operators set, and composes the served
+//! topology from the three, so a reload, a discovery and an edit can never
+//! undo each other.
 //! Invariant: a command either swaps one complete snapshot (listeners bound
 //! first) or changes nothing, and its outcome goes back to whoever asked.
 
@@ -15,12 +17,13 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::discovered::{self, Discovered, Found};
 use super::splits::{self, SplitEditError, SplitOverride};
 use super::{
     BindError, Command, DNS_REFRESH, ListenerControl, Outcome, ReloadAttempt, ReloadCause,
     ReloadError, ReloadStatus, ResetScope, Runtime, Snapshot, dns, snapshot,
 };
-use crate::model::{ServerAddress, Topology};
+use crate::model::{BackendName, ServerAddress, Topology};
 use crate::state::StateRegistry;
 use crate::upstream::PoolRegistry;
 
@@ -31,9 +34,14 @@ pub struct Reloader {
     watch: watch::Sender<Arc<Snapshot>>,
     /// The topology as the file (or `Replace`) says it.
     file: Arc<Topology>,
-    /// `file` with the operators' split weights: what is serving.
+    /// `file` with the discovered servers and the operators' split weights:
+    /// what is serving.
     topology: Arc<Topology>,
     overrides: Vec<SplitOverride>,
+    /// The servers found in DNS for each backend with `discover`.
+    discovered: Discovered,
+    /// The records each backend had no slot for, as last warned about.
+    ignored: HashMap<BackendName, Vec<SocketAddr>>,
     resolved: HashMap<ServerAddress, Option<SocketAddr>>,
     /// Addresses kept for names that stopped resolving (`hold_valid`).
     last_good: dns::LastGood,
@@ -92,6 +100,8 @@ pub(super) async fn start(
         file: Arc::clone(&topology),
         topology,
         overrides: Vec::new(),
+        discovered: Discovered::default(),
+        ignored: HashMap::new(),
         resolved,
         last_good,
         registry,
@@ -120,7 +130,43 @@ impl Reloader {
     /// split weights where the file still splits the route the same way).
     pub fn restore(&mut self, saved: Vec<SplitOverride>) {
         self.registry.apply_config(&self.file);
-        let (topology, kept) = splits::apply((*self.file).clone(), saved);
+        let kept = self.rebuild_first(saved);
+        self.set_overrides(kept);
+    }
+
+    /// Before serving: takes the first lookups of the `discover` names
+    /// (backend, name, records) into the first snapshot, so its servers are
+    /// there from the start (and saved operator changes find them).
+    pub fn discover_first(&mut self, answers: Vec<(BackendName, ServerAddress, Vec<SocketAddr>)>) {
+        for (backend, dns, records) in answers {
+            let Some(max) = self.discover_max(&backend, &dns) else {
+                continue;
+            };
+            let assigned = discovered::assign(&discovered::Slots::default(), &records, max);
+            self.warn_ignored(&backend, &dns, assigned.ignored);
+            log_found(
+                &backend,
+                &dns,
+                &discovered::Slots::default(),
+                &assigned.slots,
+            );
+            self.discovered.insert(
+                backend,
+                Found {
+                    dns,
+                    slots: assigned.slots,
+                },
+            );
+        }
+        let kept = self.rebuild_first(self.overrides.clone());
+        self.set_overrides(kept);
+    }
+
+    /// Replaces the first snapshot (nothing serves yet) with one composed
+    /// from the file, the discovered servers and `overrides`; returns the
+    /// overrides that apply.
+    fn rebuild_first(&mut self, overrides: Vec<SplitOverride>) -> Vec<SplitOverride> {
+        let (topology, kept) = compose(&self.file, &self.discovered, overrides);
         let topology = Arc::new(topology);
         let first = Arc::new(Snapshot::build(
             self.runtime.generation.load(Ordering::Relaxed),
@@ -132,7 +178,7 @@ impl Reloader {
         self.runtime.current.store(Arc::clone(&first));
         self.watch.send_replace(first);
         self.topology = topology;
-        self.set_overrides(kept);
+        kept
     }
 
     /// Serves commands and refreshes DNS until `stop`; then closes the
@@ -188,7 +234,78 @@ impl Reloader {
                 self.apply_overrides(overrides, listeners)
             }
             Command::ResetToConfig(scope) => self.reset(&scope, listeners),
+            Command::Discovered {
+                backend,
+                dns,
+                records,
+            } => self.discovered(backend, dns, &records, listeners),
         }
+    }
+
+    /// Takes a successful lookup of `backend`'s `discover` name into its
+    /// slots; rebuilds only when a slot changed.
+    fn discovered(
+        &mut self,
+        backend: BackendName,
+        dns: ServerAddress,
+        records: &[SocketAddr],
+        listeners: &mut dyn ListenerControl,
+    ) -> Outcome {
+        let Some(max) = self.discover_max(&backend, &dns) else {
+            return Err(ReloadError::NotFound(format!(
+                "backend {backend:?} does not discover {dns}"
+            )));
+        };
+        let before = self
+            .discovered
+            .get(&backend)
+            .map(|f| f.slots.clone())
+            .unwrap_or_default();
+        let assigned = discovered::assign(&before, records, max);
+        self.warn_ignored(&backend, &dns, assigned.ignored);
+        if assigned.slots == before {
+            return Ok(self.runtime.generation.load(Ordering::Relaxed));
+        }
+        log_found(&backend, &dns, &before, &assigned.slots);
+        let mut next = self.discovered.clone();
+        next.insert(
+            backend,
+            Found {
+                dns,
+                slots: assigned.slots,
+            },
+        );
+        let (topology, kept) = compose(&self.file, &next, self.overrides.clone());
+        let resolved = self.resolved.clone();
+        let generation = self.swap(Arc::new(topology), resolved, listeners)?;
+        self.discovered = next;
+        self.set_overrides(kept);
+        Ok(generation)
+    }
+
+    /// The `max` of `backend`'s `discover`, if the file has it for `dns`.
+    fn discover_max(&self, backend: &BackendName, dns: &ServerAddress) -> Option<usize> {
+        let (_, b) = self.file.backend(backend)?;
+        let d = b.discover.as_ref().filter(|d| d.dns == *dns)?;
+        Some(usize::try_from(d.max).unwrap_or(usize::MAX))
+    }
+
+    /// Warns about records beyond `max` once each time they change.
+    fn warn_ignored(
+        &mut self,
+        backend: &BackendName,
+        dns: &ServerAddress,
+        ignored: Vec<SocketAddr>,
+    ) {
+        let before = self.ignored.get(backend).map_or(&[][..], Vec::as_slice);
+        if before == ignored.as_slice() {
+            return;
+        }
+        if !ignored.is_empty() {
+            let list: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(backend = %backend, dns = %dns, ignored = %list.join(" "), "more records than discover.max slots; these addresses get no server");
+        }
+        self.ignored.insert(backend.clone(), ignored);
     }
 
     async fn reload_file(
@@ -233,12 +350,16 @@ impl Reloader {
         outcome
     }
 
-    /// Serves `file` from now on, with the split overrides that still match.
+    /// Serves `file` from now on, with the discovered servers of the names
+    /// it still discovers and the split overrides that still match.
     async fn install(&mut self, file: Topology, listeners: &mut dyn ListenerControl) -> Outcome {
-        let (topology, kept) = splits::apply(file.clone(), self.overrides.clone());
+        let found = discovered::still_wanted(&self.discovered, &file);
+        let (topology, kept) = compose(&file, &found, self.overrides.clone());
         let resolved = self.resolve(&snapshot::names_to_resolve(&topology)).await;
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.file = Arc::new(file);
+        self.discovered = found;
+        self.ignored.retain(|b, _| self.discovered.contains_key(b));
         self.set_overrides(kept);
         Ok(generation)
     }
@@ -291,7 +412,7 @@ impl Reloader {
         overrides: Vec<SplitOverride>,
         listeners: &mut dyn ListenerControl,
     ) -> Outcome {
-        let (topology, kept) = splits::apply((*self.file).clone(), overrides);
+        let (topology, kept) = compose(&self.file, &self.discovered, overrides);
         let resolved = self.resolved.clone();
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.set_overrides(kept);
@@ -408,6 +529,37 @@ impl Reloader {
             *slot = listeners.bound();
         }
     }
+}
+
+/// The topology to serve: the file's, with the discovered servers added
+/// and the split overrides that still match applied; and those overrides.
+fn compose(
+    file: &Topology,
+    found: &Discovered,
+    overrides: Vec<SplitOverride>,
+) -> (Topology, Vec<SplitOverride>) {
+    splits::apply(discovered::apply(file.clone(), found), overrides)
+}
+
+/// Logs the servers a lookup added and removed.
+fn log_found(
+    backend: &BackendName,
+    dns: &ServerAddress,
+    before: &discovered::Slots,
+    after: &discovered::Slots,
+) {
+    let prefix = dns.host.split('.').next().unwrap_or_default();
+    let gone: Vec<String> = before
+        .taken()
+        .filter(|s| !after.taken().any(|a| a == *s))
+        .map(|(slot, addr)| format!("{prefix}-{slot}={addr}"))
+        .collect();
+    let new: Vec<String> = after
+        .taken()
+        .filter(|s| !before.taken().any(|b| b == *s))
+        .map(|(slot, addr)| format!("{prefix}-{slot}={addr}"))
+        .collect();
+    tracing::info!(backend = %backend, dns = %dns, added = %new.join(" "), removed = %gone.join(" "), "discovered servers changed");
 }
 
 fn not_found_server(backend: &str, server: &str) -> ReloadError {
