@@ -226,3 +226,71 @@ async fn a_lookup_that_changes_nothing_does_not_rebuild() {
     assert_eq!(proxy.runtime.snapshot().generation, generation);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_and_a_lookup_never_undo_each_other() {
+    let a = Backend::start_at("a", "127.0.0.2:0".parse().unwrap()).await;
+    let port = a.addr.port();
+    let _b = Backend::start_at("b", format!("127.0.0.3:{port}").parse().unwrap()).await;
+    let old = Backend::start("old").await;
+    let dns = DnsServer::start(Answer::Records(vec![])).await;
+    dns.set(&["127.0.0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    let text = config(&dns, port).replace("[global]", "[global]\nwatch = false");
+    std::fs::write(&file, &text).unwrap();
+    let proxy = common::start_from_file(&file, &dir.path().join("state")).await;
+    let c = client();
+    assert_eq!(
+        servers(&proxy, &c).await,
+        [format!("users-1=127.0.0.2:{port} no check")]
+    );
+
+    // The file adds a static server: the discovered one stays.
+    let with_static = format!(
+        "{text}[[backend.server]]\nname = \"old\"\naddress = \"{}\"\n",
+        old.addr
+    );
+    std::fs::write(&file, &with_static).unwrap();
+    proxy
+        .runtime
+        .reload(switchyard::runtime::ReloadCause::Api)
+        .await
+        .unwrap();
+    let both = [
+        format!("old={} no check", old.addr),
+        format!("users-1=127.0.0.2:{port} no check"),
+    ];
+    assert_eq!(servers(&proxy, &c).await, both);
+
+    // A lookup adds a server: the file's static one stays.
+    dns.set(&["127.0.0.2", "127.0.0.3"]);
+    eventually("users-2 appears", || async {
+        servers(&proxy, &c).await.len() == 3
+    })
+    .await;
+    assert_eq!(
+        servers(&proxy, &c).await[..2],
+        both,
+        "the static server and slot 1 stay"
+    );
+    let seen = tally(&proxy, &c, 6).await;
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        names(&["a", "b", "old"])
+    );
+
+    // The file stops discovering: the discovered servers go, the static one stays.
+    std::fs::write(&file, with_static.replace("discover = {", "# discover = {")).unwrap();
+    proxy
+        .runtime
+        .reload(switchyard::runtime::ReloadCause::Api)
+        .await
+        .unwrap();
+    assert_eq!(
+        servers(&proxy, &c).await,
+        [format!("old={} no check", old.addr)]
+    );
+    assert!(users(&proxy, &c).await["discovered_from"].is_null());
+    proxy.shutdown().await;
+}
