@@ -1,5 +1,6 @@
 //! Servers taken from DNS (`discover`). Owns `Slots` (which address holds
-//! which numbered slot of a backend), the pure slot assignment, and the
+//! which numbered slot of a backend), the pure slot assignment,
+//! `Discoveries` (the writer's record of every backend's slots), and the
 //! function that adds the slots' servers to a topology from the file.
 //! Invariant: a slot keeps its address for as long as the name returns it,
 //! so a slot's name (`users-2`), and with it the live state kept under that
@@ -91,6 +92,100 @@ pub struct Found {
 
 /// Every backend's discovered servers, by backend name.
 pub type Discovered = HashMap<BackendName, Found>;
+
+/// The writer's record of the servers found in DNS, and of the records
+/// each backend had no slot for (warned about once per change).
+#[derive(Debug, Default)]
+pub struct Discoveries {
+    found: Discovered,
+    ignored: HashMap<BackendName, Vec<SocketAddr>>,
+}
+
+impl Discoveries {
+    /// What is serving (once committed).
+    pub fn found(&self) -> &Discovered {
+        &self.found
+    }
+
+    /// The found sets after a successful lookup of `backend`'s `dns` that
+    /// returned `records`; `None` when no slot changed. An error when the
+    /// file `file` does not discover `dns` for `backend` (a late answer).
+    pub fn answer(
+        &mut self,
+        file: &Topology,
+        backend: BackendName,
+        dns: ServerAddress,
+        records: &[SocketAddr],
+    ) -> Result<Option<Discovered>, String> {
+        let max = file
+            .backend(&backend)
+            .and_then(|(_, b)| b.discover.as_ref())
+            .filter(|d| d.dns == dns)
+            .map(|d| usize::try_from(d.max).unwrap_or(usize::MAX))
+            .ok_or_else(|| format!("backend {backend:?} does not discover {dns}"))?;
+        let before = self
+            .found
+            .get(&backend)
+            .map(|f| f.slots.clone())
+            .unwrap_or_default();
+        let assigned = assign(&before, records, max);
+        self.warn_ignored(&backend, &dns, assigned.ignored);
+        if assigned.slots == before {
+            return Ok(None);
+        }
+        log_changes(&backend, &dns, &before, &assigned.slots);
+        let mut next = self.found.clone();
+        next.insert(
+            backend,
+            Found {
+                dns,
+                slots: assigned.slots,
+            },
+        );
+        Ok(Some(next))
+    }
+
+    /// The found sets that still apply to a new `file`.
+    pub fn still_wanted(&self, file: &Topology) -> Discovered {
+        still_wanted(&self.found, file)
+    }
+
+    /// `found` is serving now.
+    pub fn commit(&mut self, found: Discovered) {
+        self.ignored.retain(|b, _| found.contains_key(b));
+        self.found = found;
+    }
+
+    fn warn_ignored(
+        &mut self,
+        backend: &BackendName,
+        dns: &ServerAddress,
+        ignored: Vec<SocketAddr>,
+    ) {
+        let before = self.ignored.get(backend).map_or(&[][..], Vec::as_slice);
+        if before == ignored.as_slice() {
+            return;
+        }
+        if !ignored.is_empty() {
+            let list: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(backend = %backend, dns = %dns, ignored = %list.join(" "), "more records than discover.max slots; these addresses get no server");
+        }
+        self.ignored.insert(backend.clone(), ignored);
+    }
+}
+
+/// Logs the servers a lookup added and removed, by slot name.
+fn log_changes(backend: &BackendName, dns: &ServerAddress, before: &Slots, after: &Slots) {
+    let prefix = dns.host.split('.').next().unwrap_or_default();
+    let list = |from: &Slots, without: &Slots| -> String {
+        from.taken()
+            .filter(|s| !without.taken().any(|o| o == *s))
+            .map(|(slot, addr)| format!("{prefix}-{slot}={addr}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    tracing::info!(backend = %backend, dns = %dns, added = %list(after, before), removed = %list(before, after), "discovered servers changed");
+}
 
 /// `discovered` without the backends whose `discover` the topology `file`
 /// no longer has as they were found (removed, or another name), and with

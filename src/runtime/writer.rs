@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::discovered::{self, Discovered, Found};
+use super::discovered::{self, Discovered, Discoveries};
 use super::splits::{self, SplitEditError, SplitOverride};
 use super::{
     BindError, Command, DNS_REFRESH, ListenerControl, Outcome, ReloadAttempt, ReloadCause,
@@ -39,9 +39,7 @@ pub struct Reloader {
     topology: Arc<Topology>,
     overrides: Vec<SplitOverride>,
     /// The servers found in DNS for each backend with `discover`.
-    discovered: Discovered,
-    /// The records each backend had no slot for, as last warned about.
-    ignored: HashMap<BackendName, Vec<SocketAddr>>,
+    discoveries: Discoveries,
     resolved: HashMap<ServerAddress, Option<SocketAddr>>,
     /// Addresses kept for names that stopped resolving (`hold_valid`).
     last_good: dns::LastGood,
@@ -100,8 +98,7 @@ pub(super) async fn start(
         file: Arc::clone(&topology),
         topology,
         overrides: Vec::new(),
-        discovered: Discovered::default(),
-        ignored: HashMap::new(),
+        discoveries: Discoveries::default(),
         resolved,
         last_good,
         registry,
@@ -139,24 +136,9 @@ impl Reloader {
     /// there from the start (and saved operator changes find them).
     pub fn discover_first(&mut self, answers: Vec<(BackendName, ServerAddress, Vec<SocketAddr>)>) {
         for (backend, dns, records) in answers {
-            let Some(max) = self.discover_max(&backend, &dns) else {
-                continue;
-            };
-            let assigned = discovered::assign(&discovered::Slots::default(), &records, max);
-            self.warn_ignored(&backend, &dns, assigned.ignored);
-            log_found(
-                &backend,
-                &dns,
-                &discovered::Slots::default(),
-                &assigned.slots,
-            );
-            self.discovered.insert(
-                backend,
-                Found {
-                    dns,
-                    slots: assigned.slots,
-                },
-            );
+            if let Ok(Some(found)) = self.discoveries.answer(&self.file, backend, dns, &records) {
+                self.discoveries.commit(found);
+            }
         }
         let kept = self.rebuild_first(self.overrides.clone());
         self.set_overrides(kept);
@@ -166,7 +148,7 @@ impl Reloader {
     /// from the file, the discovered servers and `overrides`; returns the
     /// overrides that apply.
     fn rebuild_first(&mut self, overrides: Vec<SplitOverride>) -> Vec<SplitOverride> {
-        let (topology, kept) = compose(&self.file, &self.discovered, overrides);
+        let (topology, kept) = compose(&self.file, self.discoveries.found(), overrides);
         let topology = Arc::new(topology);
         let first = Arc::new(Snapshot::build(
             self.runtime.generation.load(Ordering::Relaxed),
@@ -251,61 +233,19 @@ impl Reloader {
         records: &[SocketAddr],
         listeners: &mut dyn ListenerControl,
     ) -> Outcome {
-        let Some(max) = self.discover_max(&backend, &dns) else {
-            return Err(ReloadError::NotFound(format!(
-                "backend {backend:?} does not discover {dns}"
-            )));
-        };
-        let before = self
-            .discovered
-            .get(&backend)
-            .map(|f| f.slots.clone())
-            .unwrap_or_default();
-        let assigned = discovered::assign(&before, records, max);
-        self.warn_ignored(&backend, &dns, assigned.ignored);
-        if assigned.slots == before {
+        let Some(found) = self
+            .discoveries
+            .answer(&self.file, backend, dns, records)
+            .map_err(ReloadError::NotFound)?
+        else {
             return Ok(self.runtime.generation.load(Ordering::Relaxed));
-        }
-        log_found(&backend, &dns, &before, &assigned.slots);
-        let mut next = self.discovered.clone();
-        next.insert(
-            backend,
-            Found {
-                dns,
-                slots: assigned.slots,
-            },
-        );
-        let (topology, kept) = compose(&self.file, &next, self.overrides.clone());
+        };
+        let (topology, kept) = compose(&self.file, &found, self.overrides.clone());
         let resolved = self.resolved.clone();
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
-        self.discovered = next;
+        self.discoveries.commit(found);
         self.set_overrides(kept);
         Ok(generation)
-    }
-
-    /// The `max` of `backend`'s `discover`, if the file has it for `dns`.
-    fn discover_max(&self, backend: &BackendName, dns: &ServerAddress) -> Option<usize> {
-        let (_, b) = self.file.backend(backend)?;
-        let d = b.discover.as_ref().filter(|d| d.dns == *dns)?;
-        Some(usize::try_from(d.max).unwrap_or(usize::MAX))
-    }
-
-    /// Warns about records beyond `max` once each time they change.
-    fn warn_ignored(
-        &mut self,
-        backend: &BackendName,
-        dns: &ServerAddress,
-        ignored: Vec<SocketAddr>,
-    ) {
-        let before = self.ignored.get(backend).map_or(&[][..], Vec::as_slice);
-        if before == ignored.as_slice() {
-            return;
-        }
-        if !ignored.is_empty() {
-            let list: Vec<String> = ignored.iter().map(ToString::to_string).collect();
-            tracing::warn!(backend = %backend, dns = %dns, ignored = %list.join(" "), "more records than discover.max slots; these addresses get no server");
-        }
-        self.ignored.insert(backend.clone(), ignored);
     }
 
     async fn reload_file(
@@ -353,13 +293,12 @@ impl Reloader {
     /// Serves `file` from now on, with the discovered servers of the names
     /// it still discovers and the split overrides that still match.
     async fn install(&mut self, file: Topology, listeners: &mut dyn ListenerControl) -> Outcome {
-        let found = discovered::still_wanted(&self.discovered, &file);
+        let found = self.discoveries.still_wanted(&file);
         let (topology, kept) = compose(&file, &found, self.overrides.clone());
         let resolved = self.resolve(&snapshot::names_to_resolve(&topology)).await;
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.file = Arc::new(file);
-        self.discovered = found;
-        self.ignored.retain(|b, _| self.discovered.contains_key(b));
+        self.discoveries.commit(found);
         self.set_overrides(kept);
         Ok(generation)
     }
@@ -412,7 +351,7 @@ impl Reloader {
         overrides: Vec<SplitOverride>,
         listeners: &mut dyn ListenerControl,
     ) -> Outcome {
-        let (topology, kept) = compose(&self.file, &self.discovered, overrides);
+        let (topology, kept) = compose(&self.file, self.discoveries.found(), overrides);
         let resolved = self.resolved.clone();
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.set_overrides(kept);
@@ -539,27 +478,6 @@ fn compose(
     overrides: Vec<SplitOverride>,
 ) -> (Topology, Vec<SplitOverride>) {
     splits::apply(discovered::apply(file.clone(), found), overrides)
-}
-
-/// Logs the servers a lookup added and removed.
-fn log_found(
-    backend: &BackendName,
-    dns: &ServerAddress,
-    before: &discovered::Slots,
-    after: &discovered::Slots,
-) {
-    let prefix = dns.host.split('.').next().unwrap_or_default();
-    let gone: Vec<String> = before
-        .taken()
-        .filter(|s| !after.taken().any(|a| a == *s))
-        .map(|(slot, addr)| format!("{prefix}-{slot}={addr}"))
-        .collect();
-    let new: Vec<String> = after
-        .taken()
-        .filter(|s| !before.taken().any(|b| b == *s))
-        .map(|(slot, addr)| format!("{prefix}-{slot}={addr}"))
-        .collect();
-    tracing::info!(backend = %backend, dns = %dns, added = %new.join(" "), removed = %gone.join(" "), "discovered servers changed");
 }
 
 fn not_found_server(backend: &str, server: &str) -> ReloadError {
