@@ -187,7 +187,7 @@ async fn servers_follow_the_records_of_the_name_in_stable_slots() {
     // A timeout, NXDOMAIN and an empty answer each keep the set.
     for answer in [Answer::Silent, Answer::NxDomain, Answer::Records(vec![])] {
         dns.answer(answer.clone());
-        // Two lookups' questions: the first lookup has ended.
+        // Three more questions: a lookup that began after the change has ended.
         questions_after(&dns, dns.questions(), 3).await;
         assert_eq!(servers(&proxy, &c).await, expected, "{answer:?}");
         assert_eq!(
@@ -292,5 +292,50 @@ async fn a_reload_and_a_lookup_never_undo_each_other() {
         [format!("old={} no check", old.addr)]
     );
     assert!(users(&proxy, &c).await["discovered_from"].is_null());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_maint_on_a_slot_survives_a_restart_and_a_silent_name_server_is_passed_over() {
+    let a = Backend::start_at("a", "127.0.0.2:0".parse().unwrap()).await;
+    let port = a.addr.port();
+    let _b = Backend::start_at("b", format!("127.0.0.3:{port}").parse().unwrap()).await;
+    let dns = DnsServer::start(Answer::Records(vec![])).await;
+    dns.set(&["127.0.0.2", "127.0.0.3"]);
+    // A name server that never answers: after 1s the next one is asked.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    let state = dir.path().join("state");
+    let text = config(&dns, port).replace(
+        &format!("resolvers = [\"{}\"]", dns.addr),
+        &format!("resolvers = [\"{silent_addr}\", \"{}\"]", dns.addr),
+    );
+    std::fs::write(&file, text).unwrap();
+    let proxy = common::start_from_file(&file, &state).await;
+    let c = client();
+    set_state(&proxy, &c, "users-2", "maint").await;
+    eventually("the state file holds the MAINT", || async {
+        std::fs::read_to_string(state.join("state.json"))
+            .is_ok_and(|s| s.contains("users-2") && s.contains("maint"))
+    })
+    .await;
+    proxy.shutdown().await;
+
+    // Started again, the first lookup finds the slots before the state file
+    // is read: users-2 is in MAINT from the first request on.
+    let proxy = common::start_from_file(&file, &state).await;
+    assert_eq!(
+        servers(&proxy, &c).await,
+        [
+            format!("users-1=127.0.0.2:{port} no check"),
+            format!("users-2=127.0.0.3:{port} MAINT"),
+        ]
+    );
+    assert_eq!(
+        tally(&proxy, &c, 3).await,
+        BTreeMap::from([("a".to_owned(), 3)])
+    );
     proxy.shutdown().await;
 }

@@ -4,7 +4,8 @@
 //! with A and AAAA queries over UDP to them, in order.
 //! Invariant: a lookup either returns the addresses the name has now
 //! (possibly none) or fails; it never returns a partial answer, and it is
-//! bounded by `LOOKUP_TIMEOUT`.
+//! bounded: `LOOKUP_TIMEOUT` through the system resolver, `SERVER_TIMEOUT`
+//! per name server asked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -13,8 +14,12 @@ use tokio::net::UdpSocket;
 
 use crate::model::ServerAddress;
 
-/// Most time one lookup may take, over every name server asked.
+/// Most time one lookup through the system resolver may take.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most time one name server may take to answer both questions of a lookup
+/// before the next one is asked (HAProxy's `timeout resolve` is 1s too).
+pub const SERVER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Largest answer asked for (EDNS0), as DNS flag day 2020 advises; it holds
 /// about 70 A records.
@@ -42,10 +47,7 @@ pub async fn lookup(
     name: &ServerAddress,
     resolvers: &[SocketAddr],
 ) -> Result<Vec<SocketAddr>, LookupError> {
-    let ips = match tokio::time::timeout(LOOKUP_TIMEOUT, ask(name, resolvers)).await {
-        Ok(result) => result?,
-        Err(_) => return Err(LookupError::TimedOut),
-    };
+    let ips = ask(name, resolvers).await?;
     let mut addrs: Vec<SocketAddr> = ips
         .into_iter()
         .map(|ip| SocketAddr::new(ip, name.port))
@@ -57,14 +59,17 @@ pub async fn lookup(
 
 async fn ask(name: &ServerAddress, resolvers: &[SocketAddr]) -> Result<Vec<IpAddr>, LookupError> {
     if resolvers.is_empty() {
-        return match tokio::net::lookup_host((&*name.host, name.port)).await {
-            Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
-            Err(e) => Err(LookupError::Io(e.to_string())),
+        let system = tokio::net::lookup_host((&*name.host, name.port));
+        return match tokio::time::timeout(LOOKUP_TIMEOUT, system).await {
+            Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
+            Ok(Err(e)) => Err(LookupError::Io(e.to_string())),
+            Err(_) => Err(LookupError::TimedOut),
         };
     }
     let mut last = LookupError::TimedOut;
     for server in resolvers {
-        match ask_server(&name.host, *server).await {
+        let answer = tokio::time::timeout(SERVER_TIMEOUT, ask_server(&name.host, *server));
+        match answer.await.unwrap_or(Err(LookupError::TimedOut)) {
             Ok(ips) => return Ok(ips),
             // The name server answered for the name: another would too.
             Err(e @ LookupError::NoSuchName) => return Err(e),
