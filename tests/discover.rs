@@ -135,6 +135,16 @@ async fn servers_follow_the_records_of_the_name_in_stable_slots() {
         seen.keys().cloned().collect::<BTreeSet<_>>(),
         names(&["a", "b"])
     );
+    let page = Request::get(format!("http://{}/", proxy.admin.unwrap()))
+        .header("authorization", "Bearer test-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, page) = send(&c, page).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("discovered from users.test:{port}")),
+        "{page}"
+    );
 
     // A third record: a third server, with no reload by hand.
     dns.set(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
