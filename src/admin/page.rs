@@ -157,14 +157,26 @@ fn tls_section(out: &mut String, frontend: &str, tls: &super::stats::TlsView) {
     };
     let _ = write!(
         out,
-        "<h3>TLS of {}</h3><p class=\"tls\">handshakes {}; versions: {}; ALPN: {}; failures: {}</p>\
-         <table class=\"grid\"><thead><tr><th>Certificate</th><th>Names</th><th>Expires</th>\
-         <th>SHA-256 fingerprint</th></tr></thead><tbody>",
+        "<h3>TLS of {}</h3><p class=\"tls\">handshakes {}; versions: {}; ALPN: {}; failures: {}; \
+         certificate loads failed: {}</p>",
         esc(frontend),
         tls.handshakes,
         esc(&list(&tls.versions)),
         esc(&list(&tls.alpn)),
         esc(&list(&tls.failures)),
+        tls.certificate_load_failures,
+    );
+    if let Some(e) = &tls.certificate_error {
+        let _ = write!(
+            out,
+            "<p class=\"bad certificate-error\">New certificates refused, the ones below keep \
+             serving:</p><pre class=\"certificate-error\">{}</pre>",
+            esc(e)
+        );
+    }
+    out.push_str(
+        "<table class=\"grid\"><thead><tr><th>Certificate</th><th>Names</th><th>Expires</th>\
+         <th>SHA-256 fingerprint</th></tr></thead><tbody>",
     );
     for c in &tls.certificates {
         let _ = write!(

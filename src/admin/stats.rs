@@ -56,6 +56,11 @@ pub struct FrontendStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsView {
     pub certificates: Vec<CertificateView>,
+    /// Reloads (on a file change or asked for) that failed on this
+    /// frontend's certificates and kept the old ones serving.
+    pub certificate_load_failures: u64,
+    /// While the last reload failed on them: what is wrong, per file.
+    pub certificate_error: Option<String>,
     /// Completed handshakes.
     pub handshakes: u64,
     /// Failed handshakes by reason: timeout, incompatible, alert,
@@ -214,7 +219,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
             );
             stats.tls = model
                 .and_then(|m| m.tls.as_ref())
-                .map(|tls| tls_view(f, tls));
+                .map(|tls| tls_view(f, tls, &reload));
             stats
         })
         .collect();
@@ -305,9 +310,19 @@ fn frontend(
     }
 }
 
-fn tls_view(f: &FrontendPlan, tls: &crate::model::FrontendTls) -> TlsView {
+fn tls_view(
+    f: &FrontendPlan,
+    tls: &crate::model::FrontendTls,
+    reload: &crate::runtime::ReloadStatus,
+) -> TlsView {
     let counters = f.tls_counters.snapshot();
     TlsView {
+        certificate_load_failures: reload
+            .certificate_failures
+            .get(&*f.name)
+            .copied()
+            .unwrap_or(0),
+        certificate_error: reload.certificate_error(&f.name),
         certificates: tls
             .certs
             .iter()
