@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod backend;
+pub mod dns;
 pub mod pool;
 pub mod tls;
 
