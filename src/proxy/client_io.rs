@@ -462,6 +462,31 @@ mod tests {
         assert!(idle >= Duration::from_secs(60));
     }
 
+    #[tokio::test]
+    async fn the_first_bytes_tell_the_protocol_and_reach_hyper_with_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(head).await.expect("write");
+        let mut io = ClientStream::new(server, ConnActivity::new(&TIMEOUTS));
+        assert!(!io.is_http2().await.expect("sniffed"));
+        let mut buf = [0u8; 8192];
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], head, "one read hands over the whole head");
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut io = ClientStream::new(server, ConnActivity::new(&TIMEOUTS));
+        let sniff = tokio::spawn(async move { (io.is_http2().await.expect("sniffed"), io) });
+        // The preface in two parts still counts.
+        client.write_all(&PREFACE[..5]).await.expect("write");
+        tokio::task::yield_now().await;
+        client.write_all(&PREFACE[5..]).await.expect("write");
+        let (is_h2, mut io) = sniff.await.expect("task");
+        assert!(is_h2);
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], PREFACE);
+    }
+
     #[test]
     fn tunnels_have_no_request_deadline() {
         let a = ConnActivity::new(&TIMEOUTS);
