@@ -6,6 +6,8 @@
 # BENCH_TLS_LISTEN, BENCH_CERT and BENCH_KEY set (the harness's h2tls
 # scenarios) a second frontend terminates TLS there with that certificate.
 # BENCH_RULES=1 adds a route with one header rule and one rewrite (below).
+# BENCH_ACCESS_LOG=text (or json) turns the access log on, one line per
+# request on stdout, to measure its cost beside the default figure.
 #
 #   cargo build --release
 #   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
@@ -39,7 +41,7 @@ tls = { certs = [ { cert = \"$BENCH_CERT\", key = \"$BENCH_KEY\" } ] }
 fi
 cat >"$conf" <<TOML
 [global]
-access_log = "off"
+access_log = "${BENCH_ACCESS_LOG:-off}"
 max_connections = 20000
 
 [admin]

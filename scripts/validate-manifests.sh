@@ -2,8 +2,11 @@
 # Validates the deployment files, as CI does:
 #   - deploy/kubernetes/*.yaml against the Kubernetes schemas
 #     (kubernetes-validate, strict: unknown fields are errors);
-#   - the config inside the ConfigMap with `switchyard check`;
-#   - docker-compose.yaml against the Compose specification's JSON schema
+#   - the config inside the ConfigMap with `switchyard check` (with
+#     SWITCHYARD_ADMIN_TOKEN set, as the Deployment sets it from the Secret:
+#     its `peers` need the shared token);
+#   - docker-compose.yaml and deploy/replicas/docker-compose.yaml against the
+#     Compose specification's JSON schema
 #     (check-jsonschema's vendored compose-spec), and with the installed
 #     compose tool's own `config` when there is one.
 # The validators are installed, pinned, by scripts/install-deploy-tools.sh.
@@ -39,13 +42,20 @@ with open(sys.argv[2], "w") as f:
 PY
     fail "cannot read switchyard.toml from the ConfigMap"
 cargo build --quiet
-target/debug/switchyard check -c "$work/switchyard.toml" >"$work/out" 2>&1 ||
+SWITCHYARD_ADMIN_TOKEN=validate target/debug/switchyard check -c "$work/switchyard.toml" >"$work/out" 2>&1 ||
     fail "the ConfigMap's switchyard.toml does not pass switchyard check"
 passed=$((passed + 1))
 
 # Compose.
-"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yaml >"$work/out" 2>&1 ||
-    fail "docker-compose.yaml does not validate against the Compose specification"
+compose_files=(docker-compose.yaml deploy/replicas/docker-compose.yaml)
+for file in "${compose_files[@]}"; do
+    "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$file" >"$work/out" 2>&1 ||
+        fail "$file does not validate against the Compose specification"
+    passed=$((passed + 1))
+done
+# The replicas' config passes `switchyard check`.
+SWITCHYARD_ADMIN_TOKEN=validate target/debug/switchyard check -c deploy/replicas/switchyard.toml >"$work/out" 2>&1 ||
+    fail "deploy/replicas/switchyard.toml does not pass switchyard check"
 passed=$((passed + 1))
 if docker compose version >/dev/null 2>&1; then
     compose_tool=(docker compose)
@@ -55,9 +65,11 @@ else
     compose_tool=()
 fi
 if [ "${#compose_tool[@]}" -gt 0 ]; then
-    SWITCHYARD_ADMIN_TOKEN=validate "${compose_tool[@]}" -f docker-compose.yaml config -q >"$work/out" 2>&1 ||
-        fail "${compose_tool[*]} config rejects docker-compose.yaml"
-    passed=$((passed + 1))
+    for file in "${compose_files[@]}"; do
+        SWITCHYARD_ADMIN_TOKEN=validate "${compose_tool[@]}" -f "$file" config -q >"$work/out" 2>&1 ||
+            fail "${compose_tool[*]} config rejects $file"
+        passed=$((passed + 1))
+    done
 fi
 
 echo "validate-manifests: $passed passed, 0 failed"

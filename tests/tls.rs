@@ -153,6 +153,42 @@ async fn h2_is_negotiated_over_alpn_and_serves_a_request_with_https_headers() {
     assert!(counters.alpn.contains(&(switchyard::state::Alpn::H2, 1)));
 }
 
+#[tokio::test]
+async fn the_proxys_own_answers_carry_hsts_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let (c, k) = ca.leaf(&["shop.test"]).write(dir.path(), "shop");
+    let backend = Backend::start("app").await;
+    // The only server refuses connections: the proxy answers 503 itself.
+    let text = config(&[(&c, &k)], &backend)
+        .await
+        .replace(&backend.addr.to_string(), &refused_addr().await.to_string());
+    let proxy = start_proxy(&text).await;
+
+    let stream = connect(
+        tls_addr(&proxy),
+        ca.client_config(&[b"http/1.1"]),
+        Some("shop.test"),
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/hello")
+        .header("host", "shop.test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    assert!(backend.captured().is_empty());
+}
+
 /// A TLS 1.1 ClientHello, written out by hand: record version 3.2, hello
 /// version 3.2, two TLS 1.1-era suites, no extensions.
 fn tls11_client_hello() -> Vec<u8> {
@@ -290,6 +326,26 @@ async fn a_certificate_replaced_on_disk_is_served_within_2s_and_a_bad_one_keeps_
     let status = proxy.runtime.reload_status();
     let error = status.last_error().unwrap().to_string();
     assert!(error.contains("shop.pem"), "{error}");
+    // The refusal shows per frontend in the API, the page and a metric.
+    let tls = tls_stats(&proxy).await;
+    assert_eq!(tls["certificate_load_failures"], 1, "{tls}");
+    let shown = tls["certificate_error"].as_str().unwrap();
+    assert!(
+        shown.contains("shop.pem") && shown.contains("frontend[tls].tls.certs[0].cert"),
+        "{shown}"
+    );
+    let (_, metrics) = admin_get(&proxy, "/metrics").await;
+    assert!(
+        metrics.contains(
+            "switchyard_frontend_tls_certificate_load_failures_total{frontend=\"tls\"} 1"
+        ),
+        "{metrics}"
+    );
+    let (_, page) = admin_get(&proxy, "/").await;
+    assert!(
+        page.contains("New certificates refused"),
+        "the page shows the refusal"
+    );
     let after = connect(addr, trusting.clone(), Some("shop.test"))
         .await
         .unwrap();
@@ -301,6 +357,12 @@ async fn a_certificate_replaced_on_disk_is_served_within_2s_and_a_bad_one_keeps_
     proxy.runtime.reload(ReloadCause::Api).await.unwrap();
     let next = connect(addr, trusting, Some("shop.test")).await.unwrap();
     assert_eq!(presented(&next), third.fingerprint());
+    let tls = tls_stats(&proxy).await;
+    assert!(
+        tls["certificate_error"].is_null(),
+        "cleared by a good load: {tls}"
+    );
+    assert_eq!(tls["certificate_load_failures"], 1, "{tls}");
 }
 
 /// A config whose backend `app` speaks TLS to `server` with `tls` and `host`.
@@ -368,6 +430,20 @@ async fn admin_get(proxy: &Running, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The `tls` part of frontend `tls` in `/api/stats`.
+async fn tls_stats(proxy: &Running) -> serde_json::Value {
+    let (status, body) = admin_get(proxy, "/api/stats").await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    stats["frontends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "tls")
+        .unwrap()["tls"]
+        .clone()
+}
+
 #[tokio::test]
 async fn stats_api_metrics_and_page_show_certificates_and_handshakes() {
     let dir = tempfile::tempdir().unwrap();
@@ -387,18 +463,6 @@ async fn stats_api_metrics_and_page_show_certificates_and_handshakes() {
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer).await;
 
-    async fn tls_stats(proxy: &Running) -> serde_json::Value {
-        let (status, body) = admin_get(proxy, "/api/stats").await;
-        assert_eq!(status, 200);
-        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
-        stats["frontends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == "tls")
-            .unwrap()["tls"]
-            .clone()
-    }
     common::eventually("both handshakes counted", || async {
         let tls = tls_stats(&proxy).await;
         tls["handshakes"] == 1

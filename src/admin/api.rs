@@ -4,7 +4,9 @@
 //! (weights, splits, resets) are commands to the runtime's one writer.
 //! Errors are `{"error": "..."}`: unknown names 404, bad input 400.
 //! Invariant: every change is recorded through `audit::Changes` with the
-//! caller `auth::guard` attached; nothing here answers `GET` with a change.
+//! caller `auth::guard` attached, and stamped for the peers
+//! (`peers::Replication::record`) in the turn that made it; nothing here
+//! answers `GET` with a change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::AdminContext;
 use super::auth::Caller;
-use super::stats;
+use super::{peers, stats};
 use crate::model::{AdminState, BackendName};
 use crate::runtime::{Command, ReloadError, ResetScope, splits};
 use crate::state::ServerState;
@@ -86,6 +88,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 async fn all_stats(State(ctx): State<Arc<AdminContext>>) -> Json<stats::Stats> {
     let mut stats = stats::collect(&ctx.runtime, &ctx.sampler);
     stats.recent_changes = ctx.changes.list();
+    stats.peers = peers_view(&ctx);
     Json(stats)
 }
 
@@ -157,7 +160,11 @@ async fn set_state(
     };
     let (state, drain_to_maint) = find_server(&ctx, &backend, &server)?;
     let what = format!("server {backend}/{server} state");
+    let turn = ctx.replication.turn().await;
     let old = state.set_admin_state(wanted);
+    ctx.replication
+        .record(&turn, vec![peers::local::state(&state, wanted)]);
+    drop(turn);
     ctx.changes.record(
         &caller,
         what.clone(),
@@ -221,6 +228,7 @@ async fn set_weight(
         )));
     }
     let (state, _) = find_server(&ctx, &backend, &server)?;
+    let turn = ctx.replication.turn().await;
     let old = state.weight();
     let generation = ctx
         .runtime
@@ -231,6 +239,9 @@ async fn set_weight(
         })
         .await
         .map_err(refused)?;
+    ctx.replication
+        .record(&turn, vec![peers::local::weight(&state)]);
+    drop(turn);
     ctx.changes.record(
         &caller,
         format!("server {backend}/{server} weight"),
@@ -292,6 +303,7 @@ async fn set_split(
             .map(|w| splits::describe(&w))
             .unwrap_or_default()
     };
+    let turn = ctx.replication.turn().await;
     let old = split_now();
     let generation = ctx
         .runtime
@@ -306,6 +318,13 @@ async fn set_split(
         .await
         .map_err(refused)?;
     let new = split_now();
+    ctx.replication.record(
+        &turn,
+        peers::local::split(&ctx.runtime, &frontend, index)
+            .into_iter()
+            .collect(),
+    );
+    drop(turn);
     ctx.changes.record(
         &caller,
         format!("route {frontend}#{index} split"),
@@ -376,11 +395,27 @@ async fn reset(
             ));
         }
     };
+    let turn = ctx.replication.turn().await;
+    // Routes an operator changed before: a reset of everything stamps them.
+    let mut split_keys = ctx.replication.split_keys();
+    split_keys.extend(ctx.runtime.split_overrides().into_iter().map(|o| {
+        peers::ledger::Key::Split {
+            frontend: o.frontend.to_string(),
+            route: o.route,
+        }
+    }));
+    split_keys.sort();
+    split_keys.dedup();
     let generation = ctx
         .runtime
-        .ask(Command::ResetToConfig(scope))
+        .ask(Command::ResetToConfig(scope.clone()))
         .await
         .map_err(refused)?;
+    ctx.replication.record(
+        &turn,
+        peers::local::reset(&ctx.runtime, &scope, &split_keys),
+    );
+    drop(turn);
     ctx.changes.record(
         &caller,
         format!("reset to config: {what}"),
@@ -404,4 +439,10 @@ fn refused(e: ReloadError) -> ApiError {
 
 pub(super) fn unavailable(e: ReloadError) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// The peers section: shown while peers are configured.
+pub(super) fn peers_view(ctx: &AdminContext) -> Option<peers::PeersView> {
+    let has_peers = !ctx.runtime.snapshot().topology.admin.peers.is_empty();
+    has_peers.then(|| ctx.replication.view())
 }

@@ -189,6 +189,8 @@ fn secret_sources_and_refusal() {
     let loopback = model::Admin {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         token_file: None,
+        peers: Vec::new(),
+        replica: None,
     };
     let explicit = resolve_secret(&loopback, Some(" abc \n".to_owned()), dir.path());
     assert_eq!(explicit.expect("explicit"), "abc");
@@ -207,6 +209,8 @@ fn secret_sources_and_refusal() {
     let public = model::Admin {
         listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
         token_file: None,
+        peers: Vec::new(),
+        replica: None,
     };
     if std::env::var(TOKEN_ENV).is_err() {
         let refused = resolve_secret(&public, None, dir.path());

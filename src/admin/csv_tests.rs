@@ -80,6 +80,7 @@ fn stats() -> Stats {
             servers,
         }],
         recent_changes: Vec::new(),
+        peers: None,
     }
 }
 

@@ -16,6 +16,8 @@ use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use super::AdminContext;
+use super::metrics_peers::PeersCollector;
+use super::peers::Replication;
 use super::sampler::Sampler;
 use super::stats::{self, Stats};
 use crate::runtime::Runtime;
@@ -129,10 +131,17 @@ pub(crate) struct Registries {
 }
 
 impl Registries {
-    pub(crate) fn new(runtime: &Arc<Runtime>, sampler: &Arc<Sampler>) -> prometheus::Result<Self> {
+    pub(crate) fn new(
+        runtime: &Arc<Runtime>,
+        sampler: &Arc<Sampler>,
+        replication: &Arc<Replication>,
+    ) -> prometheus::Result<Self> {
         let registry = |naming| -> prometheus::Result<Registry> {
             let r = Registry::new();
             r.register(Box::new(StatsCollector::new(naming, runtime, sampler)?))?;
+            if naming == Naming::Switchyard {
+                r.register(Box::new(PeersCollector::new(runtime, replication)?))?;
+            }
             Ok(r)
         };
         Ok(Registries {

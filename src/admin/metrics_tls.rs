@@ -14,34 +14,41 @@ use super::stats::{Labelled, Stats};
 struct Family {
     name: &'static str,
     help: &'static str,
-    labels: [&'static str; 2],
+    /// `frontend` first; a second label when the family has one.
+    labels: &'static [&'static str],
     kind: MetricType,
 }
 
-const FAMILIES: [Family; 4] = [
+const FAMILIES: [Family; 5] = [
     Family {
         name: "switchyard_frontend_tls_handshakes_total",
         help: "Completed TLS handshakes by protocol version.",
-        labels: ["frontend", "version"],
+        labels: &["frontend", "version"],
         kind: MetricType::COUNTER,
     },
     Family {
         name: "switchyard_frontend_tls_alpn_total",
         help: "Completed TLS handshakes by ALPN protocol (none: the client offered none).",
-        labels: ["frontend", "protocol"],
+        labels: &["frontend", "protocol"],
         kind: MetricType::COUNTER,
     },
     Family {
         name: "switchyard_frontend_tls_handshake_failures_total",
         help: "Failed TLS handshakes by reason.",
-        labels: ["frontend", "reason"],
+        labels: &["frontend", "reason"],
         kind: MetricType::COUNTER,
     },
     Family {
         name: "switchyard_tls_certificate_expiry_timestamp_seconds",
         help: "Unix time when a frontend's certificate expires, by its SHA-256 fingerprint.",
-        labels: ["frontend", "fingerprint"],
+        labels: &["frontend", "fingerprint"],
         kind: MetricType::GAUGE,
+    },
+    Family {
+        name: "switchyard_frontend_tls_certificate_load_failures_total",
+        help: "Reloads that failed on a frontend's certificates or keys and kept the old ones serving.",
+        labels: &["frontend"],
+        kind: MetricType::COUNTER,
     },
 ];
 
@@ -71,6 +78,9 @@ pub(super) fn families(stats: &Stats) -> Vec<MetricFamily> {
                     "switchyard_frontend_tls_handshakes_total" => counted(&tls.versions),
                     "switchyard_frontend_tls_alpn_total" => counted(&tls.alpn),
                     "switchyard_frontend_tls_handshake_failures_total" => counted(&tls.failures),
+                    "switchyard_frontend_tls_certificate_load_failures_total" => {
+                        vec![(String::new(), tls.certificate_load_failures as f64)]
+                    }
                     _ => tls
                         .certificates
                         .iter()
@@ -92,7 +102,7 @@ pub(super) fn families(stats: &Stats) -> Vec<MetricFamily> {
 }
 
 fn metric(family: &Family, frontend: &str, label: String, value: f64) -> Metric {
-    let mut m = labelled(&family.labels, &[frontend.to_owned(), label]);
+    let mut m = labelled(family.labels, &[frontend.to_owned(), label]);
     match family.kind {
         MetricType::GAUGE => {
             let mut g = Gauge::default();

@@ -6,8 +6,9 @@
 //! allow-list, CSRF rules, failed-auth rate limit), `api` (JSON handlers),
 //! `stats` (the one view of the live counters that every output renders),
 //! `reload` (reload, its status, the running config), `page`, `csv`,
-//! `metrics`, `sampler` (request-rate history) and `audit` (the
-//! recent-changes ring).
+//! `metrics`, `sampler` (request-rate history), `audit` (the
+//! recent-changes ring) and `peers` (replicas sharing operator changes
+//! through this same API).
 //!
 //! Invariants: only `/healthz` and `/readyz` answer without the secret;
 //! nothing changes state on `GET`; every state change passes the CSRF rules
@@ -20,9 +21,11 @@ mod audit;
 mod auth;
 mod csv;
 mod metrics;
+mod metrics_peers;
 mod metrics_tls;
 mod page;
 mod page_servers;
+pub mod peers;
 mod reload;
 mod sampler;
 mod stats;
@@ -39,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::generated_token_path;
+pub use peers::{PeerSync, Replication};
 
 use crate::model;
 use crate::runtime::Runtime;
@@ -81,6 +85,9 @@ pub struct AdminOptions {
     pub token: Option<String>,
     /// Where a generated token is stored (`admin-token`, mode 0600).
     pub generated_token_dir: PathBuf,
+    /// This replica's operator-change registers (restored from the state
+    /// file); `None`: empty ones, named after the config or the host.
+    pub replication: Option<Arc<Replication>>,
 }
 
 /// Everything the handlers share. Held as `Arc<AdminContext>`; a clone costs
@@ -91,6 +98,7 @@ pub(crate) struct AdminContext {
     pub(crate) changes: audit::Changes,
     pub(crate) sampler: Arc<sampler::Sampler>,
     pub(crate) metrics: metrics::Registries,
+    pub(crate) replication: Arc<Replication>,
 }
 
 /// A bound admin server, ready to `run`.
@@ -111,6 +119,13 @@ impl AdminServer {
         options: AdminOptions,
     ) -> Result<AdminServer, AdminError> {
         let token = auth::resolve_secret(config, options.token, &options.generated_token_dir)?;
+        let replication = options.replication.unwrap_or_else(|| {
+            Arc::new(Replication::new(
+                peers::replica_name(config),
+                Vec::new(),
+                !config.peers.is_empty(),
+            ))
+        });
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -123,13 +138,14 @@ impl AdminServer {
             source,
         })?;
         let sampler = Arc::new(sampler::Sampler::default());
-        let metrics = metrics::Registries::new(&runtime, &sampler)?;
+        let metrics = metrics::Registries::new(&runtime, &sampler, &replication)?;
         let context = Arc::new(AdminContext {
             guard: auth::Guard::new(token, local_addr),
             runtime,
-            changes: audit::Changes::default(),
+            changes: audit::Changes::new(replication.replica().to_owned()),
             sampler,
             metrics,
+            replication,
         });
         tracing::info!(listen = %local_addr, "admin server listening");
         Ok(AdminServer {
@@ -146,6 +162,20 @@ impl AdminServer {
     /// The secret: bearer token, and basic-auth password for any user.
     pub fn token(&self) -> &str {
         self.context.guard.token()
+    }
+
+    /// The replication with `[admin] peers`, to run while peers are
+    /// configured.
+    pub fn peer_sync(&self) -> PeerSync {
+        PeerSync {
+            ctx: Arc::clone(&self.context),
+            own: self.local_addr,
+        }
+    }
+
+    /// This replica's operator-change registers.
+    pub fn replication(&self) -> &Arc<Replication> {
+        &self.context.replication
     }
 
     /// Serves until `shutdown`, with the rate sampler beside it.
@@ -181,6 +211,7 @@ fn router(context: Arc<AdminContext>) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/{csv}", get(csv::render))
         .merge(api::routes())
+        .merge(peers::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&context),
             auth::guard,
@@ -193,10 +224,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: a snapshot with at least one frontend is serving.
+/// Readiness: a snapshot with at least one frontend is serving, and with
+/// peers, their operator state was pulled (or none answered in time).
 async fn readyz(State(context): State<Arc<AdminContext>>) -> (StatusCode, &'static str) {
     if context.runtime.snapshot().frontends.is_empty() {
         (StatusCode::SERVICE_UNAVAILABLE, "no frontend serving\n")
+    } else if !context.replication.is_ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pulling the operator state from a peer\n",
+        )
     } else {
         (StatusCode::OK, "ready\n")
     }

@@ -24,6 +24,7 @@ const SCRIPT: &str = include_str!("page.js");
 pub(super) async fn render(State(ctx): State<Arc<AdminContext>>) -> Response {
     let mut stats = stats::collect(&ctx.runtime, &ctx.sampler);
     stats.recent_changes = ctx.changes.list();
+    stats.peers = super::api::peers_view(&ctx);
     let headers = [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::CACHE_CONTROL, "no-store"),
@@ -97,6 +98,9 @@ fn content(out: &mut String, stats: &Stats) {
         reload,
         stats.now,
     );
+    if let Some(view) = &stats.peers {
+        peers(out, view);
+    }
     frontends(out, &stats.frontends);
     for b in &stats.backends {
         page_servers::backend(out, b);
@@ -157,14 +161,26 @@ fn tls_section(out: &mut String, frontend: &str, tls: &super::stats::TlsView) {
     };
     let _ = write!(
         out,
-        "<h3>TLS of {}</h3><p class=\"tls\">handshakes {}; versions: {}; ALPN: {}; failures: {}</p>\
-         <table class=\"grid\"><thead><tr><th>Certificate</th><th>Names</th><th>Expires</th>\
-         <th>SHA-256 fingerprint</th></tr></thead><tbody>",
+        "<h3>TLS of {}</h3><p class=\"tls\">handshakes {}; versions: {}; ALPN: {}; failures: {}; \
+         certificate loads failed: {}</p>",
         esc(frontend),
         tls.handshakes,
         esc(&list(&tls.versions)),
         esc(&list(&tls.alpn)),
         esc(&list(&tls.failures)),
+        tls.certificate_load_failures,
+    );
+    if let Some(e) = &tls.certificate_error {
+        let _ = write!(
+            out,
+            "<p class=\"bad certificate-error\">New certificates refused, the ones below keep \
+             serving:</p><pre class=\"certificate-error\">{}</pre>",
+            esc(e)
+        );
+    }
+    out.push_str(
+        "<table class=\"grid\"><thead><tr><th>Certificate</th><th>Names</th><th>Expires</th>\
+         <th>SHA-256 fingerprint</th></tr></thead><tbody>",
     );
     for c in &tls.certificates {
         let _ = write!(
@@ -257,6 +273,47 @@ fn routes(out: &mut String, f: &FrontendStats) {
     out.push_str("</ol>");
 }
 
+/// The peer replicas and whether each holds the same operator state.
+fn peers(out: &mut String, view: &super::peers::PeersView) {
+    let _ = write!(
+        out,
+        "<section class=\"proxy\" id=\"peers\"><h2>Peers</h2><p>This replica: <b>{}</b>, \
+         state digest <code>{}</code> ({} operator change(s)){}</p>",
+        esc(&view.replica),
+        esc(&view.digest),
+        view.registers,
+        if view.ready {
+            ""
+        } else {
+            ", <span class=\"bad\">pulling the state from a peer (not ready)</span>"
+        },
+    );
+    out.push_str(
+        "<table class=\"grid\"><thead><tr><th>Peer</th><th>Configured as</th><th>Replica</th>\
+         <th>Last exchange (UTC)</th><th>In sync</th><th>Error</th></tr></thead><tbody>",
+    );
+    if view.peers.is_empty() {
+        out.push_str("<tr><td colspan=\"6\" class=\"muted\">no peer address yet</td></tr>");
+    }
+    for p in &view.peers {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.address),
+            esc(&p.configured),
+            esc(p.replica.as_deref().unwrap_or("-")),
+            p.last_exchange.map_or_else(|| "never".to_owned(), utc),
+            if p.in_sync {
+                "<span class=\"ok\">yes</span>"
+            } else {
+                "<span class=\"bad\">no</span>"
+            },
+            esc(p.error.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</tbody></table></section>\n");
+}
+
 fn changes(out: &mut String, changes: &[Change]) {
     out.push_str("<section class=\"proxy\"><h2>Recent changes</h2>");
     if changes.is_empty() {
@@ -265,16 +322,21 @@ fn changes(out: &mut String, changes: &[Change]) {
     }
     out.push_str(
         "<table class=\"grid changes\"><thead><tr><th>When (UTC)</th><th>Who</th><th>From</th>\
-         <th>What</th><th>Old</th><th>New</th></tr></thead><tbody>",
+         <th>Replica</th><th>What</th><th>Old</th><th>New</th></tr></thead><tbody>",
     );
     for c in changes {
         let _ = write!(
             out,
-            "<tr><td class=\"when\" data-at=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"when\" data-at=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             c.at,
             utc(c.at),
             esc(&c.who),
             esc(&c.from),
+            esc(&if c.from_peer {
+                format!("{} (from peer)", c.replica)
+            } else {
+                c.replica.clone()
+            }),
             esc(&c.what),
             esc(&c.old),
             esc(&c.new)

@@ -28,6 +28,10 @@ pub struct Stats {
     pub backends: Vec<BackendStats>,
     /// Newest first; filled by the renders that show it.
     pub recent_changes: Vec<Change>,
+    /// The peer replicas, with `[admin] peers`; filled by the renders that
+    /// show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<super::peers::PeersView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +60,11 @@ pub struct FrontendStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsView {
     pub certificates: Vec<CertificateView>,
+    /// Reloads (on a file change or asked for) that failed on this
+    /// frontend's certificates and kept the old ones serving.
+    pub certificate_load_failures: u64,
+    /// While the last reload failed on them: what is wrong, per file.
+    pub certificate_error: Option<String>,
     /// Completed handshakes.
     pub handshakes: u64,
     /// Failed handshakes by reason: timeout, incompatible, alert,
@@ -212,7 +221,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
             );
             stats.tls = model
                 .and_then(|m| m.tls.as_ref())
-                .map(|tls| tls_view(f, tls));
+                .map(|tls| tls_view(f, tls, &reload));
             stats
         })
         .collect();
@@ -234,6 +243,7 @@ pub fn collect(runtime: &Runtime, sampler: &Sampler) -> Stats {
         frontends,
         backends,
         recent_changes: Vec::new(),
+        peers: None,
     }
 }
 
@@ -303,9 +313,19 @@ fn frontend(
     }
 }
 
-fn tls_view(f: &FrontendPlan, tls: &crate::model::FrontendTls) -> TlsView {
+fn tls_view(
+    f: &FrontendPlan,
+    tls: &crate::model::FrontendTls,
+    reload: &crate::runtime::ReloadStatus,
+) -> TlsView {
     let counters = f.tls_counters.snapshot();
     TlsView {
+        certificate_load_failures: reload
+            .certificate_failures
+            .get(&*f.name)
+            .copied()
+            .unwrap_or(0),
+        certificate_error: reload.certificate_error(&f.name),
         certificates: tls
             .certs
             .iter()

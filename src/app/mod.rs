@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{AdminOptions, AdminServer};
+use crate::admin::{AdminOptions, AdminServer, PeerSync, Replication};
 use crate::config;
 use crate::discovery::FileWatcher;
 use crate::health::{CheckTarget, HealthChecker};
@@ -69,21 +69,29 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     };
     let access_log = topology.global.access_log;
     let max_connections = fds::max_connections(topology.global.max_connections);
+    let replica = crate::admin::peers::replica_name(&topology.admin);
+    let has_peers = !topology.admin.peers.is_empty();
     let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    if let Some(path) = state_file {
-        if let Some(saved) = persist::read(&path)? {
+    let mut registers = Vec::new();
+    if let Some(path) = &state_file {
+        if let Some(saved) = persist::read(path)? {
+            registers = saved.registers();
             let (restored, splits) = persist::apply_servers(saved, &runtime);
             reloader.restore(splits);
             if restored > 0 {
                 tracing::info!(file = %path.display(), restored, "operator changes restored");
             }
         }
+    }
+    let replication = Arc::new(Replication::new(replica, registers, has_peers));
+    if let Some(path) = state_file {
         background.spawn(persist::keep_saved(
             path,
             Arc::clone(&runtime),
+            Arc::clone(&replication),
             stop_background.clone(),
         ));
     }
@@ -105,9 +113,17 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
         AdminOptions {
             token: options.admin_token.clone(),
             generated_token_dir: options.state_dir.clone(),
+            replication: Some(Arc::clone(&replication)),
         },
     )
     .await?;
+    let mut peer_sync = Some(admin_server.peer_sync());
+    if has_peers {
+        tracing::info!(replica = %replication.replica(), "sharing operator changes with peers");
+        if let Some(sync) = peer_sync.take() {
+            background.spawn(sync.run(stop_background.clone()));
+        }
+    }
     let admin = Some(admin_server.local_addr());
     let admin_token = Some(admin_server.token().to_owned());
     background.spawn(admin_server.run(stop_background.clone()));
@@ -127,6 +143,10 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     background.spawn(follow_snapshots(
         runtime.subscribe(),
         targets_tx,
+        PeersLater {
+            sync: peer_sync,
+            tasks: background.clone(),
+        },
         stop_background.clone(),
     ));
 
@@ -186,10 +206,19 @@ impl Running {
     }
 }
 
-/// Keeps the health checks in step with each new snapshot until `stop`.
+/// The peer replication not started yet (no peers at start), started by
+/// the first snapshot that has peers.
+struct PeersLater {
+    sync: Option<PeerSync>,
+    tasks: TaskTracker,
+}
+
+/// Keeps the health checks in step with each new snapshot until `stop`,
+/// and starts the peer replication when a reload adds peers.
 async fn follow_snapshots(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     targets: watch::Sender<Arc<Vec<CheckTarget>>>,
+    mut peers: PeersLater,
     stop: CancellationToken,
 ) {
     loop {
@@ -201,6 +230,12 @@ async fn follow_snapshots(
                 }
                 let snapshot = Arc::clone(&snapshots.borrow_and_update());
                 targets.send_replace(Arc::new(check_targets(&snapshot)));
+                if !snapshot.topology.admin.peers.is_empty() {
+                    if let Some(sync) = peers.sync.take() {
+                        tracing::info!("peers configured by a reload: sharing operator changes");
+                        peers.tasks.spawn(sync.run(stop.clone()));
+                    }
+                }
             }
         }
     }

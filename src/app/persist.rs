@@ -1,7 +1,9 @@
 //! The state file: admin states, weights and split weights set by operators
 //! survive reloads (the writer keeps them) and restarts (this file). Each
 //! entry also records the config's own value at the time, so a config that
-//! changed that line since wins, as on reload.
+//! changed that line since wins, as on reload. It also holds the stamped
+//! registers of those changes (`admin::peers`), so that a restarted replica
+//! still orders its own changes against its peers'.
 //! Invariant: the file is replaced atomically (temporary file, fsync,
 //! rename, fsync of the directory): after a crash at any point it holds
 //! either the old or the new content, never a mix.
@@ -15,6 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Replication;
+use crate::admin::peers::ledger::Register;
 use crate::model::{AdminState, BackendName, FrontendName};
 use crate::runtime::{Runtime, SplitOverride};
 
@@ -28,6 +32,16 @@ pub(crate) struct StateFile {
     servers: Vec<Entry>,
     #[serde(default)]
     splits: Vec<SplitEntry>,
+    /// Each operator change with its (time, replica) stamp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    registers: Vec<Register>,
+}
+
+impl StateFile {
+    /// The stamped registers saved with the values.
+    pub(crate) fn registers(&self) -> Vec<Register> {
+        self.registers.clone()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,14 +123,19 @@ pub(crate) fn apply_servers(file: StateFile, runtime: &Runtime) -> (usize, Vec<S
 
 /// Writes the state file whenever an operator value changed, and once more
 /// when `shutdown` is cancelled.
-pub async fn keep_saved(path: PathBuf, runtime: Arc<Runtime>, shutdown: CancellationToken) {
+pub async fn keep_saved(
+    path: PathBuf,
+    runtime: Arc<Runtime>,
+    replication: Arc<Replication>,
+    shutdown: CancellationToken,
+) {
     let mut last: Option<StateFile> = None;
     loop {
         let stop = tokio::select! {
             () = shutdown.cancelled() => true,
             () = tokio::time::sleep(SAVE_EVERY) => false,
         };
-        let current = collect(&runtime);
+        let current = collect(&runtime, &replication);
         if last.as_ref() != Some(&current) {
             let (p, file) = (path.clone(), current.clone());
             let written = tokio::task::spawn_blocking(move || write(&p, &file))
@@ -135,7 +154,7 @@ pub async fn keep_saved(path: PathBuf, runtime: Arc<Runtime>, shutdown: Cancella
     }
 }
 
-fn collect(runtime: &Runtime) -> StateFile {
+fn collect(runtime: &Runtime, replication: &Replication) -> StateFile {
     let mut servers: Vec<Entry> = runtime
         .registry()
         .servers()
@@ -168,6 +187,7 @@ fn collect(runtime: &Runtime) -> StateFile {
         version: 2,
         servers,
         splits,
+        registers: replication.registers(),
     }
 }
 
@@ -217,6 +237,7 @@ pub fn write_forever(path: &Path) -> std::io::Result<()> {
             version: 2,
             servers,
             splits: Vec::new(),
+            registers: Vec::new(),
         };
         write(path, &file)?;
     }

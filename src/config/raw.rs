@@ -94,6 +94,45 @@ pub enum PathOrOff {
 pub struct RawAdmin {
     pub listen: Option<Text>,
     pub token_file: Option<Text>,
+    pub peers: Option<Spanned<RawPeers>>,
+    pub replica: Option<Text>,
+}
+
+/// `peers = ["10.0.0.3:8001", ...]` or `peers = "switchyard-peers:8001"`.
+/// Deserialized by hand: an untagged enum would lose the value's span.
+#[derive(Debug)]
+pub enum RawPeers {
+    One(String),
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawPeers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawPeers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"an address like "10.0.0.3:8001" or a list of them"#)
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<RawPeers, E> {
+                Ok(RawPeers::One(s.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawPeers, A::Error> {
+                let mut list = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    list.push(item);
+                }
+                Ok(RawPeers::List(list))
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 #[derive(Debug, Deserialize)]

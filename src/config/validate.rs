@@ -15,10 +15,10 @@ use super::error::{Collector, ConfigErrors, line_column};
 use http::HeaderName;
 use toml::Spanned;
 
-use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, RawRequestId, Text};
+use super::raw::{Int, PathOrOff, RawAdmin, RawConfig, RawGlobal, RawPeers, RawRequestId, Text};
 use super::values::{in_range, parse_socket_addr};
 use super::{answers, backend, duration::parse_duration, frontend};
-use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, StateFile, Topology};
+use crate::model::{Admin, BackendId, Cidr, Global, LogFormat, PeerAddress, StateFile, Topology};
 
 pub(crate) fn validate(
     raw: RawConfig,
@@ -166,7 +166,23 @@ fn state_file(c: &mut Collector<'_>, raw: Option<&Spanned<PathOrOff>>) -> StateF
 
 fn admin(c: &mut Collector<'_>, raw: RawAdmin) -> Admin {
     let default_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 8001));
+    let peers = peers(c, &raw);
+    let replica = optional(c, "admin", "replica", raw.replica.as_ref(), None, |s| {
+        let is_name = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if is_name {
+            Ok(Some(s.to_owned()))
+        } else {
+            Err(format!(
+                "expected a name of 1-64 letters, digits, '-', '_' or '.', got {s:?}"
+            ))
+        }
+    });
     Admin {
+        peers,
+        replica,
         listen: optional(
             c,
             "admin",
@@ -185,6 +201,55 @@ fn admin(c: &mut Collector<'_>, raw: RawAdmin) -> Admin {
         ),
     }
 }
+
+/// `peers`: one address or a list; each `host:port`. Peers share operator
+/// changes authenticated with the admin token, so they need one that every
+/// replica shares: `token_file`, or the token in the environment.
+fn peers(c: &mut Collector<'_>, raw: &RawAdmin) -> Vec<PeerAddress> {
+    let Some(spanned) = &raw.peers else {
+        return Vec::new();
+    };
+    let span = spanned.span();
+    let texts: Vec<&String> = match spanned.get_ref() {
+        RawPeers::One(text) => vec![text],
+        RawPeers::List(list) => list.iter().collect(),
+    };
+    if texts.is_empty() {
+        c.at(
+            span.clone(),
+            "admin.peers".to_owned(),
+            "expected at least one address; leave peers out to run alone",
+        );
+    }
+    let mut peers = Vec::new();
+    for text in texts {
+        match PeerAddress::parse(text) {
+            Ok(peer) if !peers.contains(&peer) => peers.push(peer),
+            Ok(peer) => c.at(
+                span.clone(),
+                "admin.peers".to_owned(),
+                format!("duplicate peer {peer}; expected each once"),
+            ),
+            Err(message) => c.at(span.clone(), "admin.peers".to_owned(), message),
+        }
+    }
+    let has_env_token = std::env::var(TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty());
+    if raw.token_file.is_none() && !has_env_token {
+        c.at(
+            span,
+            "admin.peers".to_owned(),
+            format!(
+                "peers need the admin token every replica shares; set admin.token_file \
+                 (or {TOKEN_ENV} in the environment)"
+            ),
+        );
+    }
+    peers
+}
+
+/// The environment variable that may hold the admin token (read by the
+/// admin server; here only to tell whether `peers` has a shared secret).
+const TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
 fn file_path(s: &str) -> Result<PathBuf, String> {
     if s.is_empty() {

@@ -120,6 +120,56 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// File holding the bearer token (also the basic-auth password).
     pub token_file: Option<PathBuf>,
+    /// The other replicas' admin servers, which share operator changes
+    /// with this one; empty without replication.
+    pub peers: Vec<PeerAddress>,
+    /// This replica's name among its peers; `None`: the host name.
+    pub replica: Option<String>,
+}
+
+/// A peer's admin address as written: a host (IP or DNS name, which may
+/// resolve to several replicas) and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl PeerAddress {
+    /// `host:port`, `[v6]:port`; the host is a name or an IP literal.
+    pub fn parse(text: &str) -> Result<PeerAddress, String> {
+        let expected = || format!(r#"expected "host:port" like "10.0.0.3:8001", got {text:?}"#);
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(PeerAddress {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+        let port: u16 = port.parse().map_err(|_| expected())?;
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !is_name || port == 0 {
+            return Err(expected());
+        }
+        Ok(PeerAddress {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Index of a backend in `Topology::backends`.
@@ -268,7 +318,7 @@ impl std::fmt::Display for ServerAddress {
 }
 
 /// What the operator wants of a server, with HAProxy's semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AdminState {
     /// Takes traffic whenever health allows.
     Ready,

@@ -17,6 +17,8 @@ pub mod fuzzing;
 mod guard;
 mod head_scan;
 mod headers;
+#[doc(hidden)]
+pub mod hot;
 mod identity;
 mod limits;
 mod listener;

@@ -70,11 +70,26 @@ pub async fn serve(
         line: line.as_ref(),
         identity: &identity,
     };
-    let mut response = match forward(&ctx, &snapshot, request, facts, request_guard).await {
+    let frontend = snapshot
+        .frontends
+        .iter()
+        .position(|f| f.listen == ctx.listen);
+    let forwarded = match frontend {
+        Some(f) => forward(&ctx, &snapshot, f, request, facts, request_guard).await,
+        None => Err(Failure::from(ProxyError::NoRoute)),
+    };
+    let mut response = match forwarded {
         Ok(response) => response,
         Err(failure) => answer_failure(&ctx, &snapshot, failure, facts),
     };
     identity.insert_request_id(response.headers_mut());
+    // Every answer of a TLS frontend carries HSTS, the proxy's own too
+    // (errors, redirects, direct answers).
+    if let Some(hsts) = frontend.and_then(|f| snapshot.frontends[f].hsts.as_ref()) {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     Ok(response)
 }
 
@@ -177,16 +192,12 @@ struct Scope<'a> {
 async fn forward(
     ctx: &ConnContext,
     snapshot: &Snapshot,
+    f: usize,
     request: Request<Incoming>,
     facts: Facts<'_>,
     request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Failure> {
-    let (f, frontend) = snapshot
-        .frontends
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.listen == ctx.listen)
-        .ok_or(ProxyError::NoRoute)?;
+    let frontend = &snapshot.frontends[f];
     ctx.activity.follow_timeouts(&frontend.timeouts);
     let frontend_in_flight = frontend.counters.begin();
     let mut place = Place {
@@ -440,10 +451,6 @@ fn relay(
     let pool = server.pool.clone().ok_or(ProxyError::NoServer)?;
     let (mut head, body) = sent.response.into_parts();
     headers::rewrite_response(&mut head.headers);
-    if let Some(hsts) = &frontend.hsts {
-        head.headers
-            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
     sticky::set_cookie(backend, s, pinned, ctx.is_tls, &mut head.headers);
     let facts = scope.facts;
     let log = ctx.shared.log.as_ref().zip(facts.line).map(|(log, line)| {

@@ -44,8 +44,9 @@ pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 /// nothing changed.
 pub type Outcome = Result<u64, ReloadError>;
 
-/// A change to the running topology, sent to the one writer. Replicas
-/// sharing operator changes add one variant here.
+/// A change to the running topology, sent to the one writer. Changes that
+/// peer replicas share (`admin::peers`) arrive as the same variants as the
+/// API's.
 #[derive(Debug)]
 pub enum Command {
     /// Re-read the config file.

@@ -482,3 +482,63 @@ fn request_id_forms() {
         check(&source, expected);
     }
 }
+
+#[test]
+fn peers_forms() {
+    let admin = |body: &str| format!("[admin]\n{body}\n{}", file("", ""));
+    let with_token = |peers: &str| admin(&format!("token_file = \"t\"\npeers = {peers}"));
+    let cases = [
+        (
+            with_token("[\"10.0.0.3\"]"),
+            "test.toml:3:9: admin.peers: expected \"host:port\" like \"10.0.0.3:8001\", got \
+             \"10.0.0.3\"",
+        ),
+        (
+            with_token("[]"),
+            "test.toml:3:9: admin.peers: expected at least one address; leave peers out to run \
+             alone",
+        ),
+        (
+            with_token("[\"a:1\", \"a:1\"]"),
+            "test.toml:3:9: admin.peers: duplicate peer a:1; expected each once",
+        ),
+        (
+            with_token("8001"),
+            "test.toml:3:9: admin.peers: invalid type: integer `8001`, expected an address \
+             like \"10.0.0.3:8001\" or a list of them",
+        ),
+        (
+            admin("token_file = \"t\"\nreplica = \"a b\""),
+            "test.toml:3:11: admin.replica: expected a name of 1-64 letters, digits, '-', '_' \
+             or '.', got \"a b\"",
+        ),
+    ];
+    for (source, expected) in cases {
+        check(&source, expected);
+    }
+    // Peers authenticate with the shared token: without token_file (and
+    // without the token in the environment) the file is refused.
+    if std::env::var("SWITCHYARD_ADMIN_TOKEN").is_err() {
+        check(
+            &admin("peers = \"switchyard-peers:8001\""),
+            "test.toml:2:9: admin.peers: peers need the admin token every replica shares; set \
+             admin.token_file (or SWITCHYARD_ADMIN_TOKEN in the environment)",
+        );
+    }
+}
+
+#[test]
+fn peers_take_names_and_addresses() {
+    let source = format!(
+        "[admin]\ntoken_file = \"t\"\nreplica = \"lb-1\"\npeers = [\"10.0.0.3:8001\", \
+         \"[fd00::3]:8001\", \"switchyard-peers:8001\"]\n{}",
+        file("", "")
+    );
+    let t = super::parse_ok(&source);
+    let peers: Vec<String> = t.admin.peers.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        peers,
+        ["10.0.0.3:8001", "[fd00::3]:8001", "switchyard-peers:8001"]
+    );
+    assert_eq!(t.admin.replica.as_deref(), Some("lb-1"));
+}

@@ -60,6 +60,8 @@ fn minimal_config_gets_every_default() {
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
             token_file: None,
+            peers: Vec::new(),
+            replica: None,
         },
         frontends: vec![Frontend {
             name: FrontendName::new("web"),
@@ -195,6 +197,8 @@ fn full_config_maps_every_key() {
         Admin {
             listen: addr("127.0.0.1:9001"),
             token_file: Some("/run/secrets/token".into()),
+            peers: Vec::new(),
+            replica: None,
         }
     );
     let web = &t.frontends[0];
