@@ -1,13 +1,16 @@
-//! A bare hyper 1 HTTP/1.1 server answering `ok` on every request, with
-//! keep-alive: the baseline of `benches/idle-memory.sh`, which measures
-//! memory per idle keep-alive connection here and in the proxy.
+//! A bare hyper 1 HTTP/1.1 server answering `ok` on every request once it
+//! has read the request's body, with keep-alive: the baseline of
+//! `benches/idle-memory.sh`, which measures memory per idle keep-alive
+//! connection here and in the proxy, and the origin of
+//! `scripts/slow-clients.sh` (whose slow-body clients must meet a server
+//! that waits for their body, as an application does).
 //!
 //!     cargo run --release --example bare_hyper -- 127.0.0.1:18111
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -29,7 +32,9 @@ async fn main() -> std::io::Result<()> {
             }
         };
         tokio::spawn(async move {
-            let service = service_fn(|_request| async {
+            let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async {
+                // A body that breaks off ends the exchange all the same.
+                let _body = request.into_body().collect().await;
                 Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok\n"))))
             });
             let served = hyper::server::conn::http1::Builder::new()

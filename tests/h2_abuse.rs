@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::h2_frames as raw;
 use common::{client, eventually, get, start_proxy, url};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A server that counts requests started and requests still running (a
@@ -178,108 +179,6 @@ async fn streams_reset_right_after_they_start_trip_the_ratio_and_cancel_upstream
     }
     assert!(upstream.started.load(Ordering::SeqCst) <= 150);
     proxy.shutdown().await;
-}
-
-/// Raw HTTP/2 framing, for what the `h2` client will not send.
-mod raw {
-    use super::*;
-
-    pub const SETTINGS: u8 = 4;
-    pub const HEADERS: u8 = 1;
-    pub const RST_STREAM: u8 = 3;
-    pub const PING: u8 = 6;
-    pub const GOAWAY: u8 = 7;
-    pub const CONTINUATION: u8 = 9;
-    pub const END_STREAM: u8 = 0x1;
-    pub const END_HEADERS: u8 = 0x4;
-    pub const ACK: u8 = 0x1;
-
-    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len() as u32;
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-
-    pub struct Frame {
-        pub kind: u8,
-        pub flags: u8,
-        pub stream: u32,
-        pub payload: Vec<u8>,
-    }
-
-    pub async fn read<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> std::io::Result<Frame> {
-        let mut head = [0u8; 9];
-        s.read_exact(&mut head).await?;
-        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await?;
-        Ok(Frame {
-            kind: head[3],
-            flags: head[4],
-            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-            payload,
-        })
-    }
-
-    /// Connects, exchanges the preface and SETTINGS (acknowledging the
-    /// server's), and returns the stream.
-    pub async fn connect(addr: SocketAddr) -> TcpStream {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
-        s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
-        loop {
-            let f = read(&mut s).await.unwrap();
-            if f.kind == SETTINGS && f.flags & ACK == 0 {
-                s.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
-                return s;
-            }
-        }
-    }
-
-    /// Reads frames until a GOAWAY and returns its error code, or `None`
-    /// when the connection ends without one.
-    pub async fn goaway_code<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Option<u32> {
-        while let Ok(f) = read(s).await {
-            if f.kind == GOAWAY {
-                return Some(u32::from_be_bytes([
-                    f.payload[4],
-                    f.payload[5],
-                    f.payload[6],
-                    f.payload[7],
-                ]));
-            }
-        }
-        None
-    }
-
-    /// An HPACK string length (7-bit prefix integer, no Huffman).
-    pub fn length(mut n: usize, out: &mut Vec<u8>) {
-        if n < 127 {
-            out.push(n as u8);
-            return;
-        }
-        out.push(127);
-        n -= 127;
-        while n >= 128 {
-            out.push((n % 128) as u8 | 0x80);
-            n /= 128;
-        }
-        out.push(n as u8);
-    }
-
-    /// GET `path` on authority `x`: static-table method and scheme, literal
-    /// path and authority without indexing.
-    pub fn get(path: &str) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86, 0x04];
-        length(path.len(), &mut block);
-        block.extend_from_slice(path.as_bytes());
-        block.extend_from_slice(&[0x01, 0x01, b'x']);
-        block
-    }
 }
 
 const ENHANCE_YOUR_CALM: u32 = 0xb;

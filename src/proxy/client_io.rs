@@ -10,7 +10,8 @@
 //!
 //! The same place feeds every HTTP/1 byte read to `head_scan::HeadScan`,
 //! whose verdict on each request head (both `Content-Length` and
-//! `Transfer-Encoding`?) waits in `ConnActivity` for that request.
+//! `Transfer-Encoding`?) waits in `ConnActivity` for that request. It also
+//! tells HTTP/1 from HTTP/2 by the first bytes (`ClientStream::is_http2`).
 
 use std::io;
 use std::pin::Pin;
@@ -154,10 +155,18 @@ impl Drop for RequestGuard {
     }
 }
 
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The client socket, failing a read with `TimedOut` once the connection's
 /// deadline passes.
 #[derive(Debug)]
 pub struct ClientStream<S = TcpStream> {
+    /// The first bytes, read to tell HTTP/1 from HTTP/2 and handed out
+    /// again by the first reads (`sniffed[at..len]`).
+    sniffed: [u8; PREFACE.len()],
+    sniffed_at: u8,
+    sniffed_len: u8,
     inner: S,
     activity: Arc<ConnActivity>,
     timer: Pin<Box<Sleep>>,
@@ -173,6 +182,9 @@ impl<S> ClientStream<S> {
     pub fn new(inner: S, activity: Arc<ConnActivity>) -> Self {
         let first = activity.deadline().unwrap_or_else(Instant::now);
         ClientStream {
+            sniffed: [0; PREFACE.len()],
+            sniffed_at: 0,
+            sniffed_len: 0,
             inner,
             activity,
             timer: Box::pin(tokio::time::sleep_until(first.into())),
@@ -184,6 +196,68 @@ impl<S> ClientStream<S> {
     }
 }
 
+impl<S: AsyncRead + Unpin> ClientStream<S> {
+    /// Reads the first bytes, under the head deadline, until they tell the
+    /// protocol: `true` when they are the HTTP/2 preface (prior knowledge,
+    /// or after ALPN `h2`), `false` at the first byte that differs from it
+    /// (or at the end of the stream). The bytes read are kept for hyper.
+    /// Telling the protocol here, below hyper, lets the first read hand
+    /// hyper the whole head: read in two parts, hyper's buffer would double
+    /// to 16 KiB and stay so for the connection's life.
+    pub async fn is_http2(&mut self) -> io::Result<bool> {
+        let is_h2 = std::future::poll_fn(|cx| self.poll_sniff(cx)).await?;
+        if is_h2 {
+            self.activity.is_h2.store(true, Ordering::Relaxed);
+        }
+        Ok(is_h2)
+    }
+
+    fn poll_sniff(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            let have = usize::from(self.sniffed_len);
+            if self.sniffed[..have] != PREFACE[..have] {
+                return Poll::Ready(Ok(false));
+            }
+            if have == PREFACE.len() {
+                return Poll::Ready(Ok(true));
+            }
+            let mut buf = ReadBuf::new(&mut self.sniffed[have..]);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
+                Poll::Ready(Ok(())) => {
+                    // At most 24 bytes in all.
+                    self.sniffed_len += buf.filled().len() as u8;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    return match self.poll_deadline(cx) {
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Hands out sniffed bytes not yet read, then reads on from the socket
+    /// into the same buffer if it has bytes ready, so a head that arrived
+    /// whole reaches hyper whole. An error on that second read is left for
+    /// the next read to meet.
+    fn poll_sniffed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> bool {
+        let pending = &self.sniffed[usize::from(self.sniffed_at)..usize::from(self.sniffed_len)];
+        if pending.is_empty() {
+            return false;
+        }
+        let n = pending.len().min(buf.remaining());
+        buf.put_slice(&pending[..n]);
+        self.sniffed_at += n as u8;
+        if buf.remaining() > 0 {
+            let _more = Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        true
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -192,7 +266,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        let polled = match this.poll_sniffed(cx, buf) {
+            true => Poll::Ready(Ok(())),
+            false => Pin::new(&mut this.inner).poll_read(cx, buf),
+        };
+        match polled {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.activity.on_bytes();
@@ -382,6 +460,31 @@ mod tests {
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_tell_the_protocol_and_reach_hyper_with_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(head).await.expect("write");
+        let mut io = ClientStream::new(server, ConnActivity::new(&TIMEOUTS));
+        assert!(!io.is_http2().await.expect("sniffed"));
+        let mut buf = [0u8; 8192];
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], head, "one read hands over the whole head");
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut io = ClientStream::new(server, ConnActivity::new(&TIMEOUTS));
+        let sniff = tokio::spawn(async move { (io.is_http2().await.expect("sniffed"), io) });
+        // The preface in two parts still counts.
+        client.write_all(&PREFACE[..5]).await.expect("write");
+        tokio::task::yield_now().await;
+        client.write_all(&PREFACE[5..]).await.expect("write");
+        let (is_h2, mut io) = sniff.await.expect("task");
+        assert!(is_h2);
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], PREFACE);
     }
 
     #[test]

@@ -26,7 +26,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// Checks what hyper leaves to the proxy: framing (R1) and `Host`.
+/// Checks what hyper (and h2) leave to the proxy: framing (R1), the
+/// asterisk-form target (OPTIONS only) and `Host`. On HTTP/2 the target's
+/// authority is `:authority`, which a `host` field must agree with (RFC
+/// 9113 section 8.3.1).
 pub fn validate_request(
     method: &Method,
     version: Version,
@@ -35,6 +38,11 @@ pub fn validate_request(
 ) -> Result<(), ProxyError> {
     if method == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed("CONNECT"));
+    }
+    if uri.path() == "*" && method != Method::OPTIONS {
+        return Err(ProxyError::BadRequest(
+            "asterisk-form target without OPTIONS",
+        ));
     }
     let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = te.next() {
@@ -340,7 +348,32 @@ mod tests {
     }
 
     #[test]
+    fn asterisk_form_is_for_options_only() {
+        let headers = headers(&[("host", "a")]);
+        let check = |method: Method| {
+            validate_request(
+                &method,
+                Version::HTTP_11,
+                &"*".parse().expect("uri"),
+                &headers,
+            )
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(Method::OPTIONS), Ok(()));
+        assert_eq!(
+            check(Method::GET),
+            Err("bad request: asterisk-form target without OPTIONS".to_owned())
+        );
+    }
+
+    #[test]
     fn request_validation() {
+        check_validation(
+            Version::HTTP_2,
+            "http://a/",
+            &[("host", "b")],
+            Err("host header differs from the request target"),
+        );
         let v11 = Version::HTTP_11;
         check_validation(v11, "/", &[("host", "a.com")], Ok(()));
         check_validation(v11, "/", &[], Err("missing host header"));

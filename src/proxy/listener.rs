@@ -6,20 +6,24 @@
 //! finish.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
+use http::{HeaderValue, Response};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::body::ProxyBody;
 use super::client_io::{ClientStream, ConnActivity};
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
@@ -227,14 +231,18 @@ async fn serve_connection(
             let io = ClientStream::new(stream, Arc::clone(&conn.activity));
             conn.serve(io, false).await;
         }
+        // Boxed: a plain connection's task is not sized for TLS state.
         Some((config, counters)) => {
-            let Some(stream) =
-                tls::handshake(stream, config, timeouts.client_header, &counters, peer).await
-            else {
-                return;
-            };
-            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
-            conn.serve(io, true).await;
+            Box::pin(async move {
+                let Some(stream) =
+                    tls::handshake(stream, config, timeouts.client_header, &counters, peer).await
+                else {
+                    return;
+                };
+                let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+                conn.serve(io, true).await;
+            })
+            .await;
         }
     }
 }
@@ -248,9 +256,15 @@ struct Conn {
     limits: FrontendLimits,
 }
 
+/// The service future of one request, boxed: hyper keeps a slot for it
+/// for the connection's whole life, and an idle connection should not keep
+/// room for a request in flight.
+type ServeFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
 impl Conn {
-    /// Serves HTTP/1.1 or h2 (by preface, as with h2c) over `io`.
-    async fn serve<S>(self, io: S, is_tls: bool)
+    /// Serves HTTP/1.1 or h2 (by the first bytes: the h2 preface, after
+    /// ALPN `h2` or as h2c with prior knowledge) over `io`.
+    async fn serve<S>(self, mut io: ClientStream<S>, is_tls: bool)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -261,7 +275,17 @@ impl Conn {
             activity,
             limits,
         } = self;
-        let builder = server_builder(&limits);
+        let sniffed = tokio::select! {
+            sniffed = io.is_http2() => sniffed,
+            () = shared.drain.cancelled() => return,
+        };
+        let is_h2 = match sniffed {
+            Ok(is_h2) => is_h2,
+            Err(e) => {
+                tracing::debug!(client = %peer, error = %e, "client connection ended before a request");
+                return;
+            }
+        };
         let ctx = Arc::new(ConnContext {
             activity,
             resets: ResetWatch::default(),
@@ -273,28 +297,68 @@ impl Conn {
             is_tls,
         });
         let calm = ctx.resets.tripped().clone();
-        let service = service_fn(move |request| guard::serve(Arc::clone(&ctx), request));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            () = shared.drain.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+        let service = service_fn(move |request| -> ServeFuture {
+            Box::pin(guard::serve(Arc::clone(&ctx), request))
+        });
+        let io = TokioIo::new(io);
+        let result = match is_h2 {
+            // Boxed: an HTTP/1 connection's task is not sized for h2 state.
+            true => {
+                let conn = http2_builder().serve_connection(io, service);
+                Box::pin(drive(
+                    conn,
+                    http2::Connection::graceful_shutdown,
+                    &shared,
+                    calm,
+                ))
+                .await
             }
-            () = calm.cancelled() => {
-                // GOAWAY, then a short wait for what is in flight, then close.
-                conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await {
-                    Ok(result) => result,
-                    Err(_elapsed) => return,
-                }
+            false => {
+                let conn = http1_builder(&limits)
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                drive(
+                    conn,
+                    http1::UpgradeableConnection::graceful_shutdown,
+                    &shared,
+                    calm,
+                )
+                .await
             }
         };
-        if let Err(e) = result {
+        if let Some(Err(e)) = result {
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
         }
     }
+}
+
+/// Runs a hyper connection to its end; on drain, or when the premature
+/// reset ratio trips (`calm`), shuts it down gracefully: GOAWAY or
+/// `Connection: close`, then what is in flight finishes. After a trip it
+/// waits `PREMATURE` at most, then closes (`None`).
+async fn drive<C>(
+    conn: C,
+    shut_down: fn(Pin<&mut C>),
+    shared: &Shared,
+    calm: CancellationToken,
+) -> Option<Result<(), hyper::Error>>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shared.drain.cancelled() => {
+            shut_down(conn.as_mut());
+            conn.await
+        }
+        () = calm.cancelled() => {
+            // GOAWAY, then a short wait for what is in flight, then close.
+            shut_down(conn.as_mut());
+            return tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await.ok();
+        }
+    };
+    Some(result)
 }
 
 const DEFAULT_TIMEOUTS: FrontendTimeouts = FrontendTimeouts {
@@ -311,16 +375,13 @@ const H2_MAX_STREAMS: u32 = 100;
 /// a stream error and a header block far past it with GOAWAY.
 const H2_MAX_HEADER_LIST: u32 = 32 * 1024;
 
-/// hyper's settings; the head and idle deadlines are `ClientStream`'s. The
-/// head limits cap hyper's read buffer and field count (hyper answers 431
-/// past them); the service checks each limit again exactly. h2 itself sends
-/// GOAWAY `ENHANCE_YOUR_CALM` past 20 streams reset before they were
-/// accepted, 1024 streams it had to reset for errors, too many CONTINUATION
-/// frames, or a header list far past the limit.
-fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// hyper's HTTP/1 settings; the head and idle deadlines are
+/// `ClientStream`'s. The head limits cap hyper's read buffer and field
+/// count (hyper answers 431 past them); the service checks each limit again
+/// exactly.
+fn http1_builder(limits: &FrontendLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
@@ -328,7 +389,15 @@ fn server_builder(limits: &FrontendLimits) -> auto::Builder<TokioExecutor> {
         // hyper's smallest buffer is 8 KiB.
         .max_buf_size((limits.max_head as usize).max(8192));
     builder
-        .http2()
+}
+
+/// hyper's HTTP/2 settings. h2 itself sends GOAWAY `ENHANCE_YOUR_CALM` past
+/// 20 streams reset before they were accepted, 1024 streams it had to reset
+/// for errors, too many CONTINUATION frames, or a header list far past the
+/// limit.
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))

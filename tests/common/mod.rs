@@ -3,7 +3,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod backend;
+pub mod capture;
 pub mod dns;
+pub mod h2_case;
+pub mod h2_frames;
 pub mod pool;
 pub mod tls;
 
