@@ -261,6 +261,13 @@ struct Conn {
 /// room for a request in flight.
 type ServeFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
+/// Boxes the future `make` returns, allocating first so that the future is
+/// made in its heap slot: `Box::pin(future)` makes it on the stack and
+/// copies all of its (multi-KiB) size into the box, per request.
+fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 impl Conn {
     /// Serves HTTP/1.1 or h2 (by the first bytes: the h2 preface, after
     /// ALPN `h2` or as h2c with prior knowledge) over `io`.
@@ -299,7 +306,7 @@ impl Conn {
         let calm = ctx.resets.tripped().clone();
         let conn_activity = Arc::clone(&ctx.activity);
         let service = service_fn(move |request| -> ServeFuture {
-            Box::pin(guard::serve(Arc::clone(&ctx), request))
+            boxed_in_place(|| guard::serve(Arc::clone(&ctx), request))
         });
         let io = TokioIo::new(io);
         let result = match is_h2 {
