@@ -66,7 +66,7 @@ pub fn duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_owned();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
