@@ -347,7 +347,10 @@ fn import(file: &Path, output: Option<&Path>) -> ExitCode {
 }
 
 async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
-    serve_until_signalled(start(config, state_dir).await?).await
+    // Before anything is served: a SIGTERM right after the first request
+    // must find the handler, not the default action.
+    let signals = Signals::install()?;
+    serve_until_signalled(start(config, state_dir).await?, signals).await
 }
 
 /// Loads `config` and starts serving it.
@@ -377,6 +380,7 @@ struct DemoOptions {
 }
 
 async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let stop = CancellationToken::new();
     let wanted = options.backends.unwrap_or_default();
     if !wanted.is_empty() && wanted.len() != app::demo::BACKENDS.len() {
@@ -410,7 +414,7 @@ async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow
         eprintln!("demo: admin server on http://{admin}/");
         eprintln!("demo: stats page http://admin:{token}@{admin}/");
     }
-    let result = serve_until_signalled(running).await;
+    let result = serve_until_signalled(running, signals).await;
     stop.cancel();
     result
 }
@@ -428,12 +432,31 @@ async fn demo_backend(name: String, listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals `run` and `demo` answer, caught from `install` on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, reloading the config on SIGHUP. A second
 /// SIGTERM or SIGINT during the grace period exits at once.
-async fn serve_until_signalled(running: app::Running) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+async fn serve_until_signalled(running: app::Running, signals: Signals) -> anyhow::Result<()> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,

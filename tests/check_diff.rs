@@ -55,6 +55,9 @@ name = "spare"
 "#;
 
 const NEXT: &str = r#"
+[global]
+resolvers = ["10.0.0.2:53"]
+
 [admin]
 listen = "127.0.0.1:0"
 
@@ -94,6 +97,7 @@ check = { kind = "http", path = "/health", interval = "5s" }
 
 [[backend]]
 name = "users"
+discover = { dns = "users.local:8080", every = "2s" }
   [[backend.server]]
   name = "u1"
   address = "10.0.1.1:80"
@@ -107,6 +111,7 @@ check = { kind = "tcp" }
 "#;
 
 const EXPECTED: &str = "\
+~ global: resolvers system -> 10.0.0.2:53
 ~ frontend web: listen 127.0.0.1:8000 -> 127.0.0.1:8080
 ~ frontend web route host=shop.example.com: target split app=90 users=10 -> split app=50 users=50
 + frontend web route path_prefix=/api/orders -> backend orders
@@ -118,6 +123,7 @@ const EXPECTED: &str = "\
 ~ server app/b: state ready -> maint
 + server app/d address 10.0.0.4:80 weight 1 state ready
 - server app/c
+~ backend users: discover none -> dns users.local:8080 every 2s max 32
 - backend users check
 + backend orders
 + server orders/o1 address 10.0.2.1:80 weight 1 state ready
@@ -168,7 +174,8 @@ async fn diff_against_the_running_instance_reads_its_admin_api() {
         format!(
             "[admin]\nlisten = \"127.0.0.1:0\"\n[[frontend]]\nname = \"web\"\nlisten = \"{web}\"\n\
              default_backend = \"app\"\n[[backend]]\nname = \"app\"\n[[backend.server]]\n\
-             name = \"a\"\naddress = \"{}\"\nweight = {weight}\n",
+             name = \"a\"\naddress = \"{}\"\nweight = {weight}\n\
+             [[backend]]\nname = \"found\"\ndiscover = {{ dns = \"localhost:9\" }}\n",
             backend.addr
         )
     };
@@ -176,6 +183,14 @@ async fn diff_against_the_running_instance_reads_its_admin_api() {
     let file = dir.path().join("switchyard.toml");
     std::fs::write(&file, text(1)).unwrap();
     let proxy = common::start_from_file(&file, &dir.path().join("state")).await;
+    // Servers found in DNS are not in the file: they are no difference.
+    assert!(
+        proxy
+            .runtime
+            .registry()
+            .get("found", "localhost-1")
+            .is_some()
+    );
     let next = write(dir.path(), "next.toml", &text(3));
     let admin = format!("http://{}", proxy.admin.unwrap());
     let diff = |token: &'static str| {

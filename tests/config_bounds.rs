@@ -43,11 +43,28 @@ check = { kind = "http", interval = {interval}, timeout = {check_timeout}, rise 
   name = "s"
   address = "{addr}"
   weight = {weight}
+[[backend]]
+name = "found"
+discover = { dns = "localhost:9", every = {every}, max = {discover_max} }
 "#;
 
 /// (placeholder, the key errors name, largest accepted, next one up, what
 /// the error says is expected).
 const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "every",
+        "backend[found].discover.every",
+        r#""168h""#,
+        r#""168h1ms""#,
+        "from 1s to 168h (7 days)",
+    ),
+    (
+        "discover_max",
+        "backend[found].discover.max",
+        "1024",
+        "1025",
+        "from 1 to 1024",
+    ),
     (
         "grace",
         "global.grace",

@@ -172,11 +172,14 @@ async fn streams_reset_right_after_they_start_trip_the_ratio_and_cancel_upstream
     let ended = tokio::time::timeout(Duration::from_secs(5), conn)
         .await
         .expect("the proxy ends the connection");
-    // GOAWAY (hyper's graceful shutdown) and close.
-    match ended.unwrap() {
-        Ok(()) => {}
-        Err(e) => assert!(e.is_go_away() || e.is_io(), "{e}"),
-    }
+    // GOAWAY ENHANCE_YOUR_CALM, then the close.
+    let error = ended.unwrap().expect_err("the connection ends in GOAWAY");
+    assert!(error.is_go_away(), "{error}");
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error}"
+    );
     assert!(upstream.started.load(Ordering::SeqCst) <= 150);
     proxy.shutdown().await;
 }

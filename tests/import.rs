@@ -174,6 +174,48 @@ fn an_address_on_the_section_line_is_a_bind() {
 }
 
 #[test]
+fn a_server_template_becomes_discover_and_its_resolvers_are_listed() {
+    let cfg = "resolvers dns\n  nameserver ns1 10.0.0.2:53\n  hold valid 10s\n\
+               defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend users\n\
+               backend users\n  option httpchk GET /health\n  \
+               server-template srv 1-3 users.local:8080 check inter 2s resolvers dns init-addr none\n  \
+               server old 10.0.0.9:8080 check inter 2s\n  \
+               server-template more 4 more.local:8080\n\
+               backend bad\n  server-template srv 3\n";
+    let rejected = switchyard::import::translate(cfg, "x.cfg").unwrap_err();
+    assert_eq!(rejected.errors.len(), 1, "{rejected:?}");
+    assert_eq!(rejected.errors[0].line, 15);
+    let cfg = cfg.replace("backend bad\n  server-template srv 3\n", "");
+    let t = switchyard::import::translate(&cfg, "x.cfg").unwrap();
+    assert!(
+        t.toml.contains(
+            "# server-template: HAProxy's srv1 to srv3 are named users-1 to users-3 here\n\
+             discover = { dns = \"users.local:8080\", max = 3 }\n"
+        ),
+        "{}",
+        t.toml
+    );
+    assert!(t.toml.contains("interval = \"2s\""), "{}", t.toml);
+    let skipped: Vec<(usize, &str)> = t
+        .skipped
+        .iter()
+        .map(|s| (s.line, s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (1, "the `resolvers` section has no Switchyard equivalent"),
+            (2, "in a `resolvers` section"),
+            (3, "in a `resolvers` section"),
+            (11, "server option `init-addr none` is not translated"),
+            (11, "server option `resolvers dns` is not translated"),
+            (13, "Switchyard discovers one name per backend"),
+        ]
+    );
+    passes_check(&t.toml, "x");
+}
+
+#[test]
 fn a_rewrite_before_path_routes_is_skipped_not_approximated() {
     let cfg = "defaults\n  mode http\nfrontend f\n  bind :80\n  \
                http-request replace-path ^/api/(.*)$ /\\1\n  \

@@ -75,6 +75,7 @@ fn stats() -> Stats {
             status: "UP",
             eligible: 1,
             drain_to_maint: false,
+            discovered_from: None,
             totals: servers[0].counters.clone(),
             request_rate: 0.0,
             servers,

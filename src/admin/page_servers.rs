@@ -31,7 +31,7 @@ pub fn backend(out: &mut String, b: &BackendStats) {
         out,
         "<section class=\"proxy backend\" data-backend=\"{name}\"><h2>{name} \
          <span class=\"st st-{}\">{}</span> <span class=\"muted\">{} &middot; {} of {} servers \
-         taking traffic{}</span></h2><div class=\"scroll\"><table class=\"grid servers\">{HEAD}<tbody>",
+         taking traffic{}{}</span></h2><div class=\"scroll\"><table class=\"grid servers\">{HEAD}<tbody>",
         b.status.to_ascii_lowercase(),
         b.status,
         b.balance,
@@ -42,6 +42,10 @@ pub fn backend(out: &mut String, b: &BackendStats) {
         } else {
             ""
         },
+        b.discovered_from
+            .as_deref()
+            .map(|dns| format!(" &middot; discovered from {}", esc(dns)))
+            .unwrap_or_default(),
     );
     for s in &b.servers {
         server(out, &b.name, s);

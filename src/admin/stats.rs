@@ -129,6 +129,8 @@ pub struct BackendStats {
     /// Servers that can take new requests now.
     pub eligible: usize,
     pub drain_to_maint: bool,
+    /// The `discover` name (`users:8080`) whose records add servers.
+    pub discovered_from: Option<String>,
     /// Sums over the servers (averages weighted by requests).
     pub totals: CountersSnapshot,
     pub request_rate: f64,
@@ -414,6 +416,9 @@ fn backend(
         status: if eligible > 0 { "UP" } else { "DOWN" },
         eligible,
         drain_to_maint: b.drain_to_maint,
+        discovered_from: model
+            .and_then(|m| m.discover.as_ref())
+            .map(|d| d.dns.to_string()),
         totals: sum(servers.iter().map(|s| &s.counters)),
         request_rate: servers.iter().map(|s| s.rates.current).sum(),
         servers,

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{AdminOptions, AdminServer, PeerSync, Replication};
 use crate::config;
-use crate::discovery::FileWatcher;
+use crate::discovery::{Discoverer, FileWatcher};
 use crate::health::{CheckTarget, HealthChecker};
 use crate::model::{FrontendName, StateFile, Topology};
 use crate::proxy::{AccessLog, Listeners, Shared};
@@ -71,7 +71,11 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let max_connections = fds::max_connections(topology.global.max_connections);
     let replica = crate::admin::peers::replica_name(&topology.admin);
     let has_peers = !topology.admin.peers.is_empty();
+    let found = crate::discovery::first_lookups(&topology).await;
     let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
+    if !found.is_empty() {
+        reloader.discover_first(found);
+    }
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
@@ -137,6 +141,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     if let Some(watcher) = FileWatcher::start(Arc::clone(&runtime)) {
         background.spawn(watcher.run(stop_background.clone()));
     }
+    background.spawn(Discoverer::new(Arc::clone(&runtime)).run(stop_background.clone()));
 
     let (targets_tx, targets_rx) = watch::channel(Arc::new(check_targets(&snapshot)));
     background.spawn(HealthChecker::new(targets_rx, stop_background.clone()).run());

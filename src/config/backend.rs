@@ -8,16 +8,16 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{Collector, entry};
-use super::raw::{RawBackend, RawCheck, RawCookie, RawServer};
+use super::raw::{RawBackend, RawCheck, RawCookie, RawDiscover, RawServer};
 use super::rules;
-use super::validate::{Uniques, integer, optional, required, timeout};
+use super::validate::{Uniques, bounded_duration, integer, optional, required, timeout};
 use super::values::{
     parse_check_path, parse_cookie_name, parse_expect, parse_host_header, parse_method, parse_name,
     parse_server_address, parse_size,
 };
 use crate::model::{
     AdminState, Backend, BackendName, BackendTimeouts, BalanceAlgorithm, CheckKind, CheckSpec,
-    CookieSpec, Direction, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
+    CookieSpec, Direction, Discover, HttpCheck, Server, ServerAddress, ServerName, StatusRange,
 };
 
 /// The most `rise`, `fall` and `passive_fall` may be: far beyond any useful
@@ -89,13 +89,19 @@ pub(super) fn backends(c: &mut Collector<'_>, raw: &[Spanned<RawBackend>]) -> Ve
             3,
             0..=MAX_RISE_FALL,
         );
+        let servers = servers(c, &path, &b.server);
+        let discover = b.discover.as_ref().and_then(|d| discover(c, &path, d));
+        if let Some(d) = &discover {
+            slots_clash(c, &path, d, &b.server);
+        }
         backends.push(Backend {
             name: BackendName::new(&name),
             balance,
             host,
             timeouts,
             retries: integer(c, &path, "retries", b.retries.as_ref(), 2, 0..=10),
-            servers: servers(c, &path, &b.server),
+            servers,
+            discover,
             check: b.check.as_ref().map(|check| self::check(c, &path, check)),
             cookie: b
                 .cookie
@@ -205,6 +211,90 @@ fn servers(c: &mut Collector<'_>, backend: &str, raw: &[Spanned<RawServer>]) -> 
         });
     }
     servers
+}
+
+/// The default and the bounds of `discover.max`: HAProxy's templates are
+/// sized alike, and a DNS answer rarely holds more.
+const DEFAULT_DISCOVER_MAX: u32 = 32;
+const LARGEST_DISCOVER_MAX: u32 = 1024;
+/// The default `discover.every`, and its shortest value: a name server asked
+/// more often than once a second per backend gains nothing.
+const DEFAULT_DISCOVER_EVERY: Duration = Duration::from_secs(5);
+const SHORTEST_DISCOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// `discover = { dns = "users:8080", every = "5s", max = 32 }`; `None` when
+/// `dns` is missing or unusable (the error is recorded).
+fn discover(
+    c: &mut Collector<'_>,
+    backend: &str,
+    spanned: &Spanned<RawDiscover>,
+) -> Option<Discover> {
+    let path = format!("{backend}.discover");
+    let d = spanned.get_ref();
+    let at = (path.as_str(), spanned.span());
+    let dns = required(c, at, "dns", d.dns.as_ref(), None, |s| {
+        let address = parse_server_address(s)?;
+        if address.as_socket_addr().is_some() {
+            return Err(format!(
+                r#"expected a DNS name and port like "users:8080", got the IP address {s:?}; list it as a [[backend.server]]"#
+            ));
+        }
+        let prefix = address.host.split('.').next().unwrap_or_default();
+        parse_name(prefix)
+            .map_err(|_| format!(r#"expected a DNS name and port like "users:8080", got {s:?}"#))?;
+        Ok(Some(address))
+    });
+    let every = optional(
+        c,
+        &path,
+        "every",
+        d.every.as_ref(),
+        DEFAULT_DISCOVER_EVERY,
+        |s| bounded_duration(s, SHORTEST_DISCOVER_EVERY),
+    );
+    let max = integer(
+        c,
+        &path,
+        "max",
+        d.max.as_ref(),
+        DEFAULT_DISCOVER_MAX,
+        1..=LARGEST_DISCOVER_MAX,
+    );
+    dns.map(|dns| Discover { dns, every, max })
+}
+
+/// Reports every static server whose name is one of `discover`'s slot names.
+fn slots_clash(
+    c: &mut Collector<'_>,
+    backend: &str,
+    discover: &Discover,
+    raw: &[Spanned<RawServer>],
+) {
+    let prefix = format!("{}-", discover.prefix());
+    for (i, spanned) in raw.iter().enumerate() {
+        let Some(name) = &spanned.get_ref().name else {
+            continue;
+        };
+        // Exactly `users-N` for a slot N: `users-01` is not a slot name.
+        let is_slot = name
+            .get_ref()
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.parse::<u32>().ok().filter(|n| n.to_string() == rest))
+            .is_some_and(|n| (1..=discover.max).contains(&n));
+        if is_slot {
+            let path = entry(&format!("{backend}.server"), Some(name.get_ref()), i);
+            c.at(
+                name.span(),
+                format!("{path}.name"),
+                format!(
+                    "the name {:?} is a slot of discover = {{ dns = \"{}\" }} ({prefix}1 to {prefix}{}); expected another name",
+                    name.get_ref(),
+                    discover.dns,
+                    discover.max
+                ),
+            );
+        }
+    }
 }
 
 fn check(c: &mut Collector<'_>, backend: &str, spanned: &Spanned<RawCheck>) -> CheckSpec {

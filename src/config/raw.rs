@@ -39,6 +39,8 @@ pub struct RawGlobal {
     pub watch: Option<bool>,
     pub request_id: Option<Spanned<RawRequestId>>,
     pub trusted_proxies: Option<Spanned<Vec<Text>>>,
+    /// Name servers (`"10.0.0.2:53"`) asked for `discover` records.
+    pub resolvers: Option<Spanned<Vec<Text>>>,
 }
 
 /// `request_id = false` or `request_id = { header = "X-Request-Id" }`.
@@ -317,8 +319,19 @@ pub struct RawBackend {
     pub check: Option<Spanned<RawCheck>>,
     pub request_headers: Option<Spanned<RawHeaderRules>>,
     pub response_headers: Option<Spanned<RawHeaderRules>>,
+    pub discover: Option<Spanned<RawDiscover>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
+}
+
+/// `discover = { dns = "users:8080", every = "5s", max = 32 }`: servers from
+/// the A/AAAA records of a name (HAProxy's `server-template`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    pub dns: Option<Text>,
+    pub every: Option<Text>,
+    pub max: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]

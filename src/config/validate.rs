@@ -117,6 +117,22 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
                 }
             })
             .collect(),
+        resolvers: raw
+            .resolvers
+            .iter()
+            .flat_map(|list| list.get_ref())
+            .filter_map(|text| match parse_socket_addr(text.get_ref()) {
+                Ok(addr) if addr.port() != 0 => Some(addr),
+                Ok(_) | Err(_) => {
+                    let message = format!(
+                        r#"expected a name server's IP address and port like "10.0.0.2:53", got {:?}"#,
+                        text.get_ref()
+                    );
+                    c.at(text.span(), format!("{at}.resolvers"), message);
+                    None
+                }
+            })
+            .collect(),
     }
 }
 
@@ -337,15 +353,17 @@ pub(super) fn timeout(
     })
 }
 
-/// A duration from `min` to `LONGEST`, the bounds named in the error.
-fn bounded_duration(s: &str, min: Duration) -> Result<Duration, String> {
+/// A duration from `min` (0, 1ms or whole seconds) to `LONGEST`, the bounds
+/// named in the error.
+pub(super) fn bounded_duration(s: &str, min: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if (min..=LONGEST).contains(&d) {
         return Ok(d);
     }
     let shortest = match min {
-        Duration::ZERO => "0s",
-        _ => "1ms",
+        Duration::ZERO => "0s".to_owned(),
+        SHORTEST => "1ms".to_owned(),
+        _ => format!("{}s", min.as_secs()),
     };
     Err(format!(
         r#"expected a duration from {shortest} to 168h (7 days), got {s:?}"#

@@ -1,7 +1,7 @@
 //! A backend (or the backend half of a `listen`): balancing, servers and
 //! `default-server`, cookie persistence, health checks (`option httpchk` in
-//! its old one-line form and `http-check send`/`expect`), timeouts, retries
-//! and unconditional header changes.
+//! its old one-line form and `http-check send`/`expect`), timeouts, retries,
+//! unconditional header changes, and `server-template` as `discover`.
 //! Invariant: Switchyard checks every server of a backend alike, so per-
 //! server check settings are kept only where they agree; a server whose
 //! settings differ is listed as skipped for that part.
@@ -9,7 +9,7 @@
 use super::Context;
 use super::acl::Problem;
 use super::changes::add_op;
-use super::emit::{Backend, Check, Server};
+use super::emit::{Backend, Check, Discover, Server};
 use super::lexer::Line;
 use super::proxy::{Role, role, skip_unknown};
 use super::rules::{self, Effect, Op};
@@ -172,6 +172,13 @@ pub fn backend(cx: &mut Context, s: &Section, defaults: &[Line]) -> Backend {
                     Err(e) => cx.skip(line, e),
                 }
             }
+            ("server-template", _) => {
+                let mut p = default_server.clone();
+                if let Some(discover) = server_template(cx, line, &mut p, &b) {
+                    b.discover = Some(discover);
+                    servers.push((line.clone(), p));
+                }
+            }
             ("http-request" | "http-response", _) => headers(cx, line, &mut b),
             ("option", "forwardfor") => cx.skip(
                 line,
@@ -231,6 +238,76 @@ fn cookie(cx: &mut Context, line: &Line, name: &str, b: &mut Backend) {
             format!("cookie options `{}` are not translated", extra.join(" ")),
         );
     }
+}
+
+/// `server-template <prefix> <num | first-last> <fqdn>:<port> [params]`:
+/// at most `num` servers from the name's records. Parameters that cannot
+/// apply to discovered servers (weight, backup, disabled) are listed.
+fn server_template(cx: &mut Context, line: &Line, p: &mut Params, b: &Backend) -> Option<Discover> {
+    let (prefix, count, address) = (line.word(1), line.word(2), line.word(3));
+    if address.is_empty() {
+        cx.reject(
+            line,
+            "'server-template' expects a prefix, a number or range, and an address",
+        );
+        return None;
+    }
+    if b.discover.is_some() {
+        cx.skip(line, "Switchyard discovers one name per backend");
+        return None;
+    }
+    let range = match count.split_once('-') {
+        Some((first, last)) => first.parse::<u32>().ok().zip(last.parse::<u32>().ok()),
+        None => count.parse::<u32>().ok().map(|n| (1, n)),
+    };
+    let Some((first, last)) = range.filter(|(f, l)| 1 <= *f && f <= l) else {
+        cx.reject(
+            line,
+            format!("'server-template': invalid number or range '{count}'"),
+        );
+        return None;
+    };
+    let max = last - first + 1;
+    if max > 1024 {
+        cx.skip(
+            line,
+            "Switchyard discovers at most 1024 servers per backend",
+        );
+        return None;
+    }
+    let dns = match values::server(address) {
+        Ok(dns) => dns,
+        Err(e) => {
+            cx.skip(line, e);
+            return None;
+        }
+    };
+    let host = dns.rsplit_once(':').map_or("", |(h, _)| h);
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        cx.skip(
+            line,
+            "an IP address: Switchyard discovers servers from a DNS name; list it as a server",
+        );
+        return None;
+    }
+    params(cx, line, 4, p);
+    for (is_set, what) in [
+        (p.weight.is_some_and(|w| w != 1), "weight"),
+        (p.backup, "backup"),
+        (p.disabled, "disabled"),
+    ] {
+        if is_set {
+            cx.skip(
+                line,
+                format!("`{what}`: discovered servers take weight 1, READY, and are not backups"),
+            );
+        }
+    }
+    Some(Discover {
+        dns,
+        max,
+        haproxy_names: format!("{prefix}{first} to {prefix}{last}"),
+    })
 }
 
 /// Reads the keywords of a `server` or `default-server` line from `from`.

@@ -113,6 +113,17 @@ pub struct Backend {
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub servers: Vec<Server>,
+    pub discover: Option<Discover>,
+}
+
+/// A `server-template`: servers from the records of a name.
+#[derive(Debug, Clone)]
+pub struct Discover {
+    /// `users.local:8080`.
+    pub dns: String,
+    pub max: u32,
+    /// The `server-template` line's own names, as a comment (`srv1` to `srv3`).
+    pub haproxy_names: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -326,6 +337,20 @@ fn backend(t: &mut fmt::Formatter<'_>, b: &Backend) -> fmt::Result {
     }
     headers(t, "", "request_headers", &b.request_headers)?;
     headers(t, "", "response_headers", &b.response_headers)?;
+    if let Some(d) = &b.discover {
+        let label = d.dns.split(['.', ':']).next().unwrap_or_default();
+        writeln!(
+            t,
+            "# server-template: HAProxy's {} are named {label}-1 to {label}-{} here",
+            d.haproxy_names, d.max
+        )?;
+        writeln!(
+            t,
+            "discover = {{ dns = {}, max = {} }}",
+            quote(&d.dns),
+            d.max
+        )?;
+    }
     for s in &b.servers {
         t.write_str("\n  [[backend.server]]\n")?;
         writeln!(t, "  name = {}", quote(&s.name))?;

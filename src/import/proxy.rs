@@ -27,7 +27,11 @@ pub fn role(line: &Line) -> Role {
         ("bind" | "default_backend" | "use_backend" | "redirect" | "maxconn" | "stats", _)
         | ("timeout", "client" | "http-request" | "http-keep-alive" | "client-fin")
         | ("option", "http-keep-alive") => Role::Frontend,
-        ("server" | "default-server" | "balance" | "cookie" | "http-check" | "retries", _)
+        (
+            "server" | "server-template" | "default-server" | "balance" | "cookie" | "http-check"
+            | "retries",
+            _,
+        )
         | ("timeout", "connect" | "server" | "tunnel" | "check" | "queue" | "server-fin")
         | ("option", "httpchk" | "redispatch") => Role::Backend,
         ("acl" | "http-request" | "http-response" | "mode", _) | ("option", "forwardfor") => {

@@ -31,6 +31,9 @@ pub fn diff(running: &Topology, next: &Topology) -> Vec<String> {
                 for s in &b.servers {
                     out.push(added_server(b, s));
                 }
+                if let Some(d) = &b.discover {
+                    out.push(format!("+ backend {} discover {}", b.name, discover(d)));
+                }
                 if let Some(c) = &b.check {
                     out.push(format!("+ backend {} check {}", b.name, check(c)));
                 }
@@ -112,6 +115,13 @@ fn global(out: &mut Vec<String>, running: &Topology, next: &Topology) {
         "watch",
         r.watch.to_string(),
         n.watch.to_string(),
+    );
+    changed(
+        out,
+        "global",
+        "resolvers",
+        resolvers(&r.resolvers),
+        resolvers(&n.resolvers),
     );
     changed(
         out,
@@ -293,6 +303,13 @@ fn backend(out: &mut Vec<String>, r: &Backend, n: &Backend) {
         r.drain_to_maint.to_string(),
         n.drain_to_maint.to_string(),
     );
+    changed(
+        out,
+        &what,
+        "discover",
+        opt(r.discover.as_ref().map(discover).as_deref()),
+        opt(n.discover.as_ref().map(discover).as_deref()),
+    );
     match (&r.check, &n.check) {
         (None, Some(c)) => out.push(format!("+ {what} check {}", check(c))),
         (Some(_), None) => out.push(format!("- {what} check")),
@@ -406,6 +423,22 @@ fn check(c: &CheckSpec) -> String {
         c.rise,
         c.fall
     )
+}
+
+/// `dns users:8080 every 5s max 32`.
+fn discover(d: &super::Discover) -> String {
+    format!("dns {} every {} max {}", d.dns, duration(d.every), d.max)
+}
+
+/// The name servers, or the system resolver.
+fn resolvers(list: &[std::net::SocketAddr]) -> String {
+    if list.is_empty() {
+        return "system".to_owned();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn opt(v: Option<&str>) -> String {

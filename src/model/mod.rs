@@ -72,6 +72,9 @@ pub struct Global {
     pub request_id: Option<HeaderName>,
     /// Peers whose `X-Forwarded-For` and request id are believed.
     pub trusted_proxies: Box<[Cidr]>,
+    /// Name servers asked for `discover` records, in order; empty asks the
+    /// system resolver.
+    pub resolvers: Box<[SocketAddr]>,
 }
 
 /// Bodies the proxy serves instead of its own text for the failures it
@@ -255,6 +258,33 @@ pub struct Backend {
     /// Applied before the route's own rules.
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
+    /// Servers taken from DNS records besides `servers`; the writer adds
+    /// them to the topology it serves.
+    pub discover: Option<Discover>,
+}
+
+/// HAProxy's `server-template`: every A/AAAA record of `dns` becomes a
+/// server named `<first label>-<slot>`, in at most `max` slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discover {
+    /// A host name (never an IP literal) and the servers' port.
+    pub dns: ServerAddress,
+    /// How often the name is looked up.
+    pub every: Duration,
+    /// Most slots, so most servers.
+    pub max: u32,
+}
+
+impl Discover {
+    /// The name of slot `slot` (from 1): `users-1` for `users.internal:8080`.
+    pub fn slot_name(&self, slot: usize) -> ServerName {
+        ServerName::new(&format!("{}-{slot}", self.prefix()))
+    }
+
+    /// The first label of the host name.
+    pub fn prefix(&self) -> &str {
+        self.dns.host.split('.').next().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

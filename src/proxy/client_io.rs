@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::goaway::{Calm, OutFrames};
 use super::head_scan::{HeadScan, HeadVerdicts};
 use crate::model::FrontendTimeouts;
 
@@ -42,6 +43,9 @@ pub struct ConnActivity {
     /// Milliseconds after `start` when the current phase began.
     since_ms: AtomicU64,
     is_h2: AtomicBool,
+    /// The premature-reset ratio tripped: the socket ends an HTTP/2
+    /// connection with GOAWAY `ENHANCE_YOUR_CALM`.
+    is_calm_asked: AtomicBool,
     /// The scanner's verdicts on heads not yet taken by their requests.
     verdicts: HeadVerdicts,
     /// The frontend's limits in the snapshot of the latest request, in ms.
@@ -59,6 +63,7 @@ impl ConnActivity {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
+            is_calm_asked: AtomicBool::new(false),
             verdicts: HeadVerdicts::default(),
             client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
             idle_ms: AtomicU64::new(millis(timeouts.idle)),
@@ -86,6 +91,12 @@ impl ConnActivity {
     }
 
     /// A request head arrived; the guard ends the request when dropped.
+    /// Ends an HTTP/2 connection with GOAWAY `ENHANCE_YOUR_CALM` at the
+    /// next frame boundary of what the server writes.
+    pub fn ask_calm(&self) {
+        self.is_calm_asked.store(true, Ordering::Relaxed);
+    }
+
     pub fn request_started(self: &Arc<Self>, is_h2: bool) -> RequestGuard {
         if is_h2 {
             self.is_h2.store(true, Ordering::Relaxed);
@@ -176,6 +187,10 @@ pub struct ClientStream<S = TcpStream> {
     /// the client reads nothing for `write_idle` (slow read).
     write_timer: Option<Pin<Box<Sleep>>>,
     is_write_waiting: bool,
+    /// On HTTP/2: where the frames written so far end.
+    out_frames: Option<OutFrames>,
+    /// The GOAWAY `ENHANCE_YOUR_CALM` being written, once asked for.
+    calm: Option<Calm>,
 }
 
 impl<S> ClientStream<S> {
@@ -192,6 +207,8 @@ impl<S> ClientStream<S> {
             scan: HeadScan::default(),
             write_timer: None,
             is_write_waiting: false,
+            out_frames: None,
+            calm: None,
         }
     }
 }
@@ -208,6 +225,7 @@ impl<S: AsyncRead + Unpin> ClientStream<S> {
         let is_h2 = std::future::poll_fn(|cx| self.poll_sniff(cx)).await?;
         if is_h2 {
             self.activity.is_h2.store(true, Ordering::Relaxed);
+            self.out_frames = Some(OutFrames::default());
         }
         Ok(is_h2)
     }
@@ -326,6 +344,23 @@ impl<S> ClientStream<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> ClientStream<S> {
+    /// Once the connection was asked to calm down and the server's frames
+    /// are at a boundary: the GOAWAY `ENHANCE_YOUR_CALM` goes out instead
+    /// of anything more the server writes (`goaway::Calm`).
+    fn poll_calm(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<usize>>> {
+        if self.calm.is_none() {
+            let frames = self.out_frames.as_ref()?;
+            if !self.activity.is_calm_asked.load(Ordering::Relaxed) || !frames.is_at_boundary() {
+                return None;
+            }
+            self.calm = Some(Calm::new(frames));
+        }
+        let calm = self.calm.as_mut()?;
+        Some(calm.poll_write(&mut self.inner, cx))
+    }
+}
+
 impl<S> ClientStream<S> {
     /// Watches one write: a write that makes progress stops the clock; one
     /// that has to wait starts it, and fails with `TimedOut` once the client
@@ -369,7 +404,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(calm) = this.poll_calm(cx) {
+            return calm;
+        }
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&polled, this.out_frames.as_mut()) {
+            frames.advance(&buf[..*n]);
+        }
         this.watch_write(cx, polled)
     }
 
@@ -379,7 +420,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(calm) = this.poll_calm(cx) {
+            return calm;
+        }
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&polled, this.out_frames.as_mut()) {
+            frames.advance_vectored(bufs, *n);
+        }
         this.watch_write(cx, polled)
     }
 

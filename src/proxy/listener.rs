@@ -297,6 +297,7 @@ impl Conn {
             is_tls,
         });
         let calm = ctx.resets.tripped().clone();
+        let conn_activity = Arc::clone(&ctx.activity);
         let service = service_fn(move |request| -> ServeFuture {
             Box::pin(guard::serve(Arc::clone(&ctx), request))
         });
@@ -310,6 +311,7 @@ impl Conn {
                     http2::Connection::graceful_shutdown,
                     &shared,
                     calm,
+                    &conn_activity,
                 ))
                 .await
             }
@@ -322,6 +324,7 @@ impl Conn {
                     http1::UpgradeableConnection::graceful_shutdown,
                     &shared,
                     calm,
+                    &conn_activity,
                 )
                 .await
             }
@@ -334,13 +337,15 @@ impl Conn {
 
 /// Runs a hyper connection to its end; on drain, or when the premature
 /// reset ratio trips (`calm`), shuts it down gracefully: GOAWAY or
-/// `Connection: close`, then what is in flight finishes. After a trip it
-/// waits `PREMATURE` at most, then closes (`None`).
+/// `Connection: close`, then what is in flight finishes. After a trip the
+/// socket turns hyper's GOAWAY into `ENHANCE_YOUR_CALM` (`goaway`), and
+/// the connection gets `PREMATURE` at most, then closes (`None`).
 async fn drive<C>(
     conn: C,
     shut_down: fn(Pin<&mut C>),
     shared: &Shared,
     calm: CancellationToken,
+    activity: &ConnActivity,
 ) -> Option<Result<(), hyper::Error>>
 where
     C: Future<Output = Result<(), hyper::Error>>,
@@ -353,7 +358,8 @@ where
             conn.await
         }
         () = calm.cancelled() => {
-            // GOAWAY, then a short wait for what is in flight, then close.
+            // GOAWAY ENHANCE_YOUR_CALM, then a short wait, then close.
+            activity.ask_calm();
             shut_down(conn.as_mut());
             return tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await.ok();
         }

@@ -14,6 +14,7 @@ mod connect;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod goaway;
 mod guard;
 mod head_scan;
 mod headers;

@@ -8,6 +8,7 @@
 //! request changes nothing; background tasks follow snapshots through a
 //! `watch` channel, never the request path.
 
+pub mod discovered;
 mod dns;
 mod listen;
 mod snapshot;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use discovered::{Found, Slots};
 pub use listen::{BindError, ListenerControl};
 pub use snapshot::{
     BackendPlan, Chosen, CookiePlan, FrontendPlan, POOL_IDLE_TIMEOUT, RoutePlan, ServerPlan,
@@ -34,7 +36,7 @@ pub use splits::{SplitOverride, SplitWeights};
 pub use status::{ReloadAttempt, ReloadCause, ReloadError, ReloadStatus};
 pub use writer::Reloader;
 
-use crate::model::{FrontendName, Topology};
+use crate::model::{BackendName, FrontendName, ServerAddress, Topology};
 use crate::state::StateRegistry;
 
 /// How often server host names are resolved again.
@@ -72,6 +74,14 @@ pub enum Command {
     RestoreSplits(Vec<SplitOverride>),
     /// Drop operator changes: the file's values apply again.
     ResetToConfig(ResetScope),
+    /// A successful lookup of a backend's `discover` name: every address it
+    /// returned. Answered with the generation serving afterwards (the same
+    /// one when the slots did not change).
+    Discovered {
+        backend: BackendName,
+        dns: ServerAddress,
+        records: Vec<SocketAddr>,
+    },
 }
 
 /// What "reset to config" covers.

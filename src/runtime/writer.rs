@@ -1,7 +1,9 @@
 //! The single writer of the snapshot: `Reloader` serves `Command`s one at a
 //! time (file reloads, operator edits, restored state) and refreshes DNS.
-//! It keeps the topology as the file says it and the split weights
-//! operators set on top, so a reload and an edit can never undo each other.
+//! It keeps the topology as the file says it, the servers found in DNS
+//! (`discover`) and the split weights operators set, and composes the served
+//! topology from the three, so a reload, a discovery and an edit can never
+//! undo each other.
 //! Invariant: a command either swaps one complete snapshot (listeners bound
 //! first) or changes nothing, and its outcome goes back to whoever asked.
 
@@ -15,12 +17,13 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::discovered::{self, Discovered, Discoveries};
 use super::splits::{self, SplitEditError, SplitOverride};
 use super::{
     BindError, Command, DNS_REFRESH, ListenerControl, Outcome, ReloadAttempt, ReloadCause,
     ReloadError, ReloadStatus, ResetScope, Runtime, Snapshot, dns, snapshot,
 };
-use crate::model::{ServerAddress, Topology};
+use crate::model::{BackendName, ServerAddress, Topology};
 use crate::state::StateRegistry;
 use crate::upstream::PoolRegistry;
 
@@ -31,9 +34,12 @@ pub struct Reloader {
     watch: watch::Sender<Arc<Snapshot>>,
     /// The topology as the file (or `Replace`) says it.
     file: Arc<Topology>,
-    /// `file` with the operators' split weights: what is serving.
+    /// `file` with the discovered servers and the operators' split weights:
+    /// what is serving.
     topology: Arc<Topology>,
     overrides: Vec<SplitOverride>,
+    /// The servers found in DNS for each backend with `discover`.
+    discoveries: Discoveries,
     resolved: HashMap<ServerAddress, Option<SocketAddr>>,
     /// Addresses kept for names that stopped resolving (`hold_valid`).
     last_good: dns::LastGood,
@@ -92,6 +98,7 @@ pub(super) async fn start(
         file: Arc::clone(&topology),
         topology,
         overrides: Vec::new(),
+        discoveries: Discoveries::default(),
         resolved,
         last_good,
         registry,
@@ -120,7 +127,28 @@ impl Reloader {
     /// split weights where the file still splits the route the same way).
     pub fn restore(&mut self, saved: Vec<SplitOverride>) {
         self.registry.apply_config(&self.file);
-        let (topology, kept) = splits::apply((*self.file).clone(), saved);
+        let kept = self.rebuild_first(saved);
+        self.set_overrides(kept);
+    }
+
+    /// Before serving: takes the first lookups of the `discover` names
+    /// (backend, name, records) into the first snapshot, so its servers are
+    /// there from the start (and saved operator changes find them).
+    pub fn discover_first(&mut self, answers: Vec<(BackendName, ServerAddress, Vec<SocketAddr>)>) {
+        for (backend, dns, records) in answers {
+            if let Ok(Some(found)) = self.discoveries.answer(&self.file, backend, dns, &records) {
+                self.discoveries.commit(found);
+            }
+        }
+        let kept = self.rebuild_first(self.overrides.clone());
+        self.set_overrides(kept);
+    }
+
+    /// Replaces the first snapshot (nothing serves yet) with one composed
+    /// from the file, the discovered servers and `overrides`; returns the
+    /// overrides that apply.
+    fn rebuild_first(&mut self, overrides: Vec<SplitOverride>) -> Vec<SplitOverride> {
+        let (topology, kept) = compose(&self.file, self.discoveries.found(), overrides);
         let topology = Arc::new(topology);
         let first = Arc::new(Snapshot::build(
             self.runtime.generation.load(Ordering::Relaxed),
@@ -132,7 +160,7 @@ impl Reloader {
         self.runtime.current.store(Arc::clone(&first));
         self.watch.send_replace(first);
         self.topology = topology;
-        self.set_overrides(kept);
+        kept
     }
 
     /// Serves commands and refreshes DNS until `stop`; then closes the
@@ -188,7 +216,36 @@ impl Reloader {
                 self.apply_overrides(overrides, listeners)
             }
             Command::ResetToConfig(scope) => self.reset(&scope, listeners),
+            Command::Discovered {
+                backend,
+                dns,
+                records,
+            } => self.discovered(backend, dns, &records, listeners),
         }
+    }
+
+    /// Takes a successful lookup of `backend`'s `discover` name into its
+    /// slots; rebuilds only when a slot changed.
+    fn discovered(
+        &mut self,
+        backend: BackendName,
+        dns: ServerAddress,
+        records: &[SocketAddr],
+        listeners: &mut dyn ListenerControl,
+    ) -> Outcome {
+        let Some(found) = self
+            .discoveries
+            .answer(&self.file, backend, dns, records)
+            .map_err(ReloadError::NotFound)?
+        else {
+            return Ok(self.runtime.generation.load(Ordering::Relaxed));
+        };
+        let (topology, kept) = compose(&self.file, &found, self.overrides.clone());
+        let resolved = self.resolved.clone();
+        let generation = self.swap(Arc::new(topology), resolved, listeners)?;
+        self.discoveries.commit(found);
+        self.set_overrides(kept);
+        Ok(generation)
     }
 
     async fn reload_file(
@@ -233,12 +290,15 @@ impl Reloader {
         outcome
     }
 
-    /// Serves `file` from now on, with the split overrides that still match.
+    /// Serves `file` from now on, with the discovered servers of the names
+    /// it still discovers and the split overrides that still match.
     async fn install(&mut self, file: Topology, listeners: &mut dyn ListenerControl) -> Outcome {
-        let (topology, kept) = splits::apply(file.clone(), self.overrides.clone());
+        let found = self.discoveries.still_wanted(&file);
+        let (topology, kept) = compose(&file, &found, self.overrides.clone());
         let resolved = self.resolve(&snapshot::names_to_resolve(&topology)).await;
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.file = Arc::new(file);
+        self.discoveries.commit(found);
         self.set_overrides(kept);
         Ok(generation)
     }
@@ -291,7 +351,7 @@ impl Reloader {
         overrides: Vec<SplitOverride>,
         listeners: &mut dyn ListenerControl,
     ) -> Outcome {
-        let (topology, kept) = splits::apply((*self.file).clone(), overrides);
+        let (topology, kept) = compose(&self.file, self.discoveries.found(), overrides);
         let resolved = self.resolved.clone();
         let generation = self.swap(Arc::new(topology), resolved, listeners)?;
         self.set_overrides(kept);
@@ -408,6 +468,16 @@ impl Reloader {
             *slot = listeners.bound();
         }
     }
+}
+
+/// The topology to serve: the file's, with the discovered servers added
+/// and the split overrides that still match applied; and those overrides.
+fn compose(
+    file: &Topology,
+    found: &Discovered,
+    overrides: Vec<SplitOverride>,
+) -> (Topology, Vec<SplitOverride>) {
+    splits::apply(discovered::apply(file.clone(), found), overrides)
 }
 
 fn not_found_server(backend: &str, server: &str) -> ReloadError {

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod capture;
+pub mod dns;
 pub mod h2_case;
 pub mod h2_frames;
 pub mod pool;

@@ -29,7 +29,7 @@ fn serde_stops_at_the_first_syntax_or_type_error() {
             file("", "colour = \"red\"\n"),
             "test.toml:8:1: backend[app].colour: unknown field `colour`, expected one of `name`, \
              `balance`, `host`, `retries`, `timeouts`, `passive_fall`, `drain_to_maint`, \
-             `tls`, `max_body`, `cookie`, `check`, `request_headers`, `response_headers`, `server`",
+             `tls`, `max_body`, `cookie`, `check`, `request_headers`, `response_headers`, `discover`, `server`",
         ),
         (
             server("wieght = 2\n"),
@@ -328,6 +328,41 @@ fn semantic_errors() {
              us, ms, s, m, h), got \"forever\"\n\
              test.toml:7:10: admin.listen: expected an IP address and port like \
              \"0.0.0.0:8000\" or \"[::1]:8000\", got \"8001\"",
+        ),
+        (
+            file(
+                "",
+                "discover = { dns = \"10.0.0.5:8080\", every = \"500ms\", max = 0 }\n",
+            ),
+            "test.toml:8:20: backend[app].discover.dns: expected a DNS name and port like \
+             \"users:8080\", got the IP address \"10.0.0.5:8080\"; list it as a [[backend.server]]\n\
+             test.toml:8:45: backend[app].discover.every: expected a duration from 1s to 168h \
+             (7 days), got \"500ms\"\n\
+             test.toml:8:60: backend[app].discover.max: expected an integer from 1 to 1024, got 0",
+        ),
+        (
+            file("", "discover = { max = 2 }\n"),
+            "test.toml:8:12: backend[app].discover.dns: required key is missing",
+        ),
+        (
+            file(
+                "",
+                "discover = { dns = \"app.internal:80\", max = 3 }\n\
+                 [[backend.server]]\nname = \"app-2\"\naddress = \"10.0.0.9:80\"\n\
+                 [[backend.server]]\nname = \"app-4\"\naddress = \"10.0.0.8:80\"\n",
+            ),
+            "test.toml:10:8: backend[app].server[app-2].name: the name \"app-2\" is a slot of \
+             discover = { dns = \"app.internal:80\" } (app-1 to app-3); expected another name",
+        ),
+        (
+            format!(
+                "[global]\nresolvers = [\"dns:53\", \"10.0.0.2:0\"]\n{}",
+                file("", "")
+            ),
+            "test.toml:2:14: global.resolvers: expected a name server's IP address and port \
+             like \"10.0.0.2:53\", got \"dns:53\"\n\
+             test.toml:2:24: global.resolvers: expected a name server's IP address and port \
+             like \"10.0.0.2:53\", got \"10.0.0.2:0\"",
         ),
     ];
     for (source, expected) in cases {

@@ -56,6 +56,7 @@ fn minimal_config_gets_every_default() {
             watch: true,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
+            resolvers: Box::new([]),
         },
         admin: Admin {
             listen: addr("127.0.0.1:8001"),
@@ -107,6 +108,7 @@ fn minimal_config_gets_every_default() {
             max_body: 100 * 1024 * 1024,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
+            discover: None,
         }],
         errors: ErrorPages::default(),
     };
@@ -120,6 +122,7 @@ access_log = "off"
 state_file = "/var/lib/switchyard/state.json"
 max_connections = 500
 watch = false
+resolvers = ["10.0.0.2:53", "[fd00::2]:5353"]
 
 [admin]
 listen = "127.0.0.1:9001"
@@ -171,6 +174,7 @@ check = { kind = "http", method = "HEAD", path = "/health?full=1", host = "probe
 [[backend]]
 name = "users"
 check = { kind = "tcp" }
+discover = { dns = "users.svc.local:8080", every = "2s", max = 8 }
 
 [[backend]]
 name = "spare"
@@ -190,6 +194,7 @@ fn full_config_maps_every_key() {
             watch: false,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
+            resolvers: Box::new([addr("10.0.0.2:53"), addr("[fd00::2]:5353")]),
         }
     );
     assert_eq!(
@@ -280,7 +285,32 @@ fn full_config_maps_every_key() {
         .as_ref()
         .map(|c| (&c.kind, c.interval, c.timeout, c.rise, c.fall));
     assert_eq!(tcp, Some((&CheckKind::Tcp, ms(2000), ms(1000), 2, 3)));
+    let discover = users.discover.as_ref().expect("discover");
+    assert_eq!(
+        (discover.dns.to_string(), discover.every, discover.max),
+        ("users.svc.local:8080".to_owned(), ms(2000), 8)
+    );
+    assert_eq!(&*discover.slot_name(3), "users-3");
     assert!(t.backends[2].servers.is_empty());
+    assert_eq!(t.backends[2].discover, None);
+}
+
+#[test]
+fn discover_defaults() {
+    let source = MINIMAL.replace(
+        "name = \"app\"\n",
+        "name = \"app\"\ndiscover = { dns = \"users:8080\" }\n",
+    );
+    let discover = parse_ok(&source).backends[0].discover.clone();
+    let expected = crate::model::Discover {
+        dns: ServerAddress {
+            host: "users".into(),
+            port: 8080,
+        },
+        every: Duration::from_secs(5),
+        max: 32,
+    };
+    assert_eq!(discover, Some(expected));
 }
 
 #[test]
