@@ -19,6 +19,14 @@ const QUEUE: usize = 8192;
 /// Dropped lines are reported in the process log at most this often.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long lines gather after the first of a batch before they are
+/// written: under load one write per interval, not one write and one
+/// wake-up of the writer per request (nginx's `flush=` does the same).
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Bytes of lines written at once at most.
+const BATCH: usize = 60 * 1024;
+
 /// What one request did, as logged.
 #[derive(Debug)]
 pub struct LogRecord {
@@ -128,31 +136,35 @@ async fn write_lines<W>(
         reported: 0,
         last: None,
     };
-    let mut tick = tokio::time::interval(DROP_REPORT_EVERY);
-    let mut buf = String::with_capacity(64 * 1024);
-    loop {
-        let record = tokio::select! {
-            record = rx.recv() => record,
-            _ = tick.tick() => {
-                drops.report();
-                continue;
-            }
-        };
-        let Some(record) = record else { return };
+    let mut buf = String::with_capacity(BATCH + 4096);
+    while let Some(record) = rx.recv().await {
         format_record(&mut buf, &record, format);
-        while buf.len() < 60 * 1024 {
-            match rx.try_recv() {
-                Ok(record) => format_record(&mut buf, &record, format),
-                Err(_) => break,
+        // The rest of the batch gathers in the queue meanwhile; sends do
+        // not wake this task while it sleeps.
+        tokio::time::sleep(GATHER).await;
+        loop {
+            let mut is_drained = true;
+            while buf.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(record) => format_record(&mut buf, &record, format),
+                    Err(_) => break,
+                }
             }
-        }
-        drops.report();
-        if out.write_all(buf.as_bytes()).await.is_err() {
-            return;
+            if buf.len() >= BATCH {
+                is_drained = false;
+            }
+            drops.report();
+            if out.write_all(buf.as_bytes()).await.is_err() {
+                return;
+            }
+            buf.clear();
+            if is_drained {
+                break;
+            }
         }
         let _ = out.flush().await;
-        buf.clear();
     }
+    drops.report();
 }
 
 /// Appends one line for `r` to `buf`.
@@ -164,54 +176,69 @@ pub fn format_record(buf: &mut String, r: &LogRecord, format: LogFormat) {
     let time = Rfc3339(r.time);
     let request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok());
     let rewritten = r.rewritten.as_ref().map(http::uri::PathAndQuery::as_str);
-    let client = match r.client_ip {
-        Some(ip) => ip.to_string(),
-        None => r.client.to_string(),
-    };
     let _ = match format {
-        LogFormat::Text => writeln!(
-            buf,
-            "{time} {client} {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}{term}{rewrite}{peer}{id}",
-            rewrite = rewritten.map_or(String::new(), |t| format!(" rewritten={t}")),
-            peer = r
-                .client_ip
-                .map_or(String::new(), |_| format!(" peer={}", r.client)),
-            id = request_id.map_or(String::new(), |id| format!(" request_id={id}")),
-            frontend = r.frontend,
-            method = r.method,
-            version = r.version,
-            status = r.status,
-            bytes = r.bytes,
-            connect = ms(r.connect),
-            response = ms(r.response),
-            total = r.total.as_secs_f64() * 1000.0,
-            term = r
-                .termination
-                .map_or(String::new(), |t| format!(" termination={t}")),
-        ),
-        LogFormat::Json => writeln!(
-            buf,
-            "{}",
-            serde_json::json!({
-                "time": time.to_string(),
-                "client": client,
-                "peer": r.client.to_string(),
-                "request_id": request_id,
-                "rewritten": rewritten,
-                "frontend": &*r.frontend,
-                "backend": backend,
-                "server": server,
-                "method": r.method.as_str(),
-                "target": target,
-                "version": format!("{:?}", r.version),
-                "status": r.status,
-                "bytes": r.bytes,
-                "connect_ms": ms(r.connect),
-                "response_ms": ms(r.response),
-                "total_ms": r.total.as_secs_f64() * 1000.0,
-                "termination": r.termination,
-            })
-        ),
+        LogFormat::Text => {
+            let _ = write!(buf, "{time} ");
+            let _ = match r.client_ip {
+                Some(ip) => write!(buf, "{ip}"),
+                None => write!(buf, "{}", r.client),
+            };
+            let _ = write!(
+                buf,
+                " {frontend} {backend}/{server} \"{method} {target} {version:?}\" {status} {bytes} connect_ms={connect:.3} response_ms={response:.3} total_ms={total:.3}",
+                frontend = r.frontend,
+                method = r.method,
+                version = r.version,
+                status = r.status,
+                bytes = r.bytes,
+                connect = ms(r.connect),
+                response = ms(r.response),
+                total = r.total.as_secs_f64() * 1000.0,
+            );
+            if let Some(t) = r.termination {
+                let _ = write!(buf, " termination={t}");
+            }
+            if let Some(t) = rewritten {
+                let _ = write!(buf, " rewritten={t}");
+            }
+            if r.client_ip.is_some() {
+                let _ = write!(buf, " peer={}", r.client);
+            }
+            if let Some(id) = request_id {
+                let _ = write!(buf, " request_id={id}");
+            }
+            buf.push('\n');
+            Ok(())
+        }
+        LogFormat::Json => {
+            let client = match r.client_ip {
+                Some(ip) => ip.to_string(),
+                None => r.client.to_string(),
+            };
+            writeln!(
+                buf,
+                "{}",
+                serde_json::json!({
+                    "time": time.to_string(),
+                    "client": client,
+                    "peer": r.client.to_string(),
+                    "request_id": request_id,
+                    "rewritten": rewritten,
+                    "frontend": &*r.frontend,
+                    "backend": backend,
+                    "server": server,
+                    "method": r.method.as_str(),
+                    "target": target,
+                    "version": format!("{:?}", r.version),
+                    "status": r.status,
+                    "bytes": r.bytes,
+                    "connect_ms": ms(r.connect),
+                    "response_ms": ms(r.response),
+                    "total_ms": r.total.as_secs_f64() * 1000.0,
+                    "termination": r.termination,
+                })
+            )
+        }
     };
 }
 
@@ -295,6 +322,38 @@ mod tests {
             log.record(record());
         }
         assert_eq!(counters.access_log_dropped(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_are_gathered_for_a_while_and_written_together() {
+        use tokio::io::AsyncReadExt;
+        let counters = Arc::new(ProcessCounters::default());
+        let (out, mut reader) = tokio::io::duplex(1 << 16);
+        let (log, writer) = AccessLog::with_queue(LogFormat::Text, counters, out, 16);
+        let writer = tokio::spawn(writer);
+        for _ in 0..3 {
+            log.record(record());
+        }
+        tokio::task::yield_now().await;
+        tokio::time::advance(GATHER / 2).await;
+        let mut buf = vec![0u8; 4096];
+        let early = tokio::time::timeout(Duration::ZERO, reader.read(&mut buf)).await;
+        assert!(
+            early.is_err(),
+            "nothing is written before the batch has gathered"
+        );
+        tokio::time::advance(GATHER).await;
+        let Ok(n) = reader.read(&mut buf).await else {
+            panic!("the log pipe failed")
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "one write with the three lines: {text}"
+        );
+        drop(log);
+        assert!(writer.await.is_ok(), "the writer ends with its queue");
     }
 
     #[tokio::test(start_paused = true)]
