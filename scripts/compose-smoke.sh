@@ -27,82 +27,19 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-if [ "${SWITCHYARD_SKIP_DOCKER:-}" = 1 ]; then
-    if [ "${CI:-}" = true ]; then
-        echo "compose-smoke: SWITCHYARD_SKIP_DOCKER is ignored in CI" >&2
-    else
-        echo "compose-smoke: skipped (SWITCHYARD_SKIP_DOCKER=1)"
-        exit 0
-    fi
-fi
-
-if docker compose version >/dev/null 2>&1; then
-    compose_tool=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-    compose_tool=(docker-compose)
-else
-    echo "compose-smoke: neither 'docker compose' nor 'docker-compose' is installed" >&2
-    exit 1
-fi
-for tool in curl jq ldd; do
-    command -v "$tool" >/dev/null || { echo "compose-smoke: $tool is missing" >&2; exit 1; }
-done
-
-run_id="$(date +%s)-$$"
+smoke=compose-smoke
+# shellcheck source=scripts/smoke-lib.sh
+source "$root/scripts/smoke-lib.sh"
+smoke_start curl jq ldd
 project="switchyard-smoke-$run_id"
 image="switchyard-smoke:$run_id"
-work="$(mktemp -d)"
-log="$work/log"
-step="starting"
-passed=0
 port=0
 admin_port=0
-token="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 
 compose() {
     SWITCHYARD_ADMIN_TOKEN="$token" SWITCHYARD_PORT="$port" SWITCHYARD_ADMIN_PORT="$admin_port" \
         "${compose_tool[@]}" -p "$project" --project-directory "$work/project" \
         -f "$root/docker-compose.yaml" -f "$work/override.yaml" "$@"
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    # Neither an error nor a closed output pipe may stop the teardown.
-    set +e
-    trap '' PIPE
-    if [ "$rc" -ne 0 ]; then
-        echo "compose-smoke: FAILED at: $step" >&2
-        if [ -s "$log" ]; then
-            echo "--- last output ---" >&2
-            tail -n 40 "$log" >&2
-        fi
-        if [ -f "$work/override.yaml" ]; then
-            echo "--- stack logs ---" >&2
-            compose logs --no-color --tail 40 >&2 2>&1 || true
-        fi
-    fi
-    if [ -f "$work/override.yaml" ]; then
-        compose down -v --rmi local --remove-orphans -t 5 >>"$log" 2>&1 || true
-    fi
-    docker image rm -f "$image" >/dev/null 2>&1 || true
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "compose-smoke: $step: $*" >&2
-    exit 1
-}
-
-ok() {
-    passed=$((passed + 1))
-}
-
-# Runs a command with its output in the log; on failure the trap shows it.
-quietly() {
-    "$@" >>"$log" 2>&1
 }
 
 # A free TCP port on the host's loopback.
@@ -147,19 +84,6 @@ set_state() {
     admin PUT "/api/backends/$1/servers/$2/state" "$3"
 }
 
-# Polls `$@` every 200 ms until it succeeds, for at most $timeout seconds.
-eventually() {
-    local timeout=$1
-    shift
-    local deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            fail "still not true after ${timeout}s: $*"
-        fi
-        sleep 0.2
-    done
-}
-
 server_status_is() {
     [ "$(admin GET "/api/backends/$1/servers/$2" | jq -r .status)" = "$3" ]
 }
@@ -199,44 +123,7 @@ is_healthy() {
 }
 
 # --- 1. the image, without pulling ------------------------------------------
-step="building the release binary"
-if [ -n "${SWITCHYARD_SMOKE_BINARY:-}" ]; then
-    binary="$SWITCHYARD_SMOKE_BINARY" # a binary built already (a developer's shortcut)
-else
-    quietly cargo build --release --locked
-    binary="$root/target/release/switchyard"
-fi
-
-step="packing the image"
-ctx="$work/context"
-rootfs="$ctx/rootfs"
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/var/lib" "$rootfs/tmp" "$ctx/state"
-strip -o "$rootfs/usr/local/bin/switchyard" "$binary"
-# The shared libraries and the dynamic loader, at the paths the binary names.
-libraries="$(ldd "$binary" | grep -o '/[^ ]*' || true)"
-[ -n "$libraries" ] || fail "ldd found no libraries in $binary"
-for lib in $libraries; do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
-done
-printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nswitchyard:x:10001:10001:switchyard:/var/lib/switchyard:/usr/sbin/nologin\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nswitchyard:x:10001:\n' >"$rootfs/etc/group"
-printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-cp -r "$root/config" "$ctx/config"
-# The real Dockerfile's runtime instructions, from its last stage.
-runtime="$(awk '/^FROM /{ buf = "" } /^(USER|WORKDIR|EXPOSE|HEALTHCHECK|ENTRYPOINT|CMD|STOPSIGNAL) /{ buf = buf $0 "\n" } END { printf "%s", buf }' "$root/Dockerfile")"
-grep -q '^HEALTHCHECK ' <<<"$runtime" || fail "the Dockerfile's runtime stage has no HEALTHCHECK"
-grep -q '^USER ' <<<"$runtime" || fail "the Dockerfile's runtime stage has no USER"
-cat >"$ctx/Dockerfile" <<EOF
-FROM scratch
-COPY rootfs/ /
-COPY --chown=10001:10001 state/ /var/lib/switchyard/
-COPY config /etc/switchyard
-ENV PATH=/usr/local/bin
-$runtime
-EOF
-quietly docker build -q -t "$image" "$ctx"
-ok
+pack_image "$root/config"
 
 # --- 2. the stack -------------------------------------------------------------
 step="starting the stack"

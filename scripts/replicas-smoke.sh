@@ -2,8 +2,8 @@
 # Proves replicas sharing their operator state with containers on a compose
 # network, on this machine's Docker Engine, without pulling anything:
 #
-#  1. packs the release binary into an image FROM scratch, as
-#     scripts/compose-smoke.sh does (the real Dockerfile's runtime
+#  1. packs the release binary into an image FROM scratch, with
+#     scripts/smoke-lib.sh like scripts/compose-smoke.sh (the real Dockerfile's runtime
 #     instructions, the shared libraries the binary links);
 #  2. runs deploy/replicas/docker-compose.yaml, with an override that only
 #     swaps the image names, scaled to three Switchyard replicas whose
@@ -27,91 +27,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-if [ "${SWITCHYARD_SKIP_DOCKER:-}" = 1 ]; then
-    if [ "${CI:-}" = true ]; then
-        echo "replicas-smoke: SWITCHYARD_SKIP_DOCKER is ignored in CI" >&2
-    else
-        echo "replicas-smoke: skipped (SWITCHYARD_SKIP_DOCKER=1)"
-        exit 0
-    fi
-fi
-
-if docker compose version >/dev/null 2>&1; then
-    compose_tool=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-    compose_tool=(docker-compose)
-else
-    echo "replicas-smoke: neither 'docker compose' nor 'docker-compose' is installed" >&2
-    exit 1
-fi
-for tool in curl jq ldd python3; do
-    command -v "$tool" >/dev/null || { echo "replicas-smoke: $tool is missing" >&2; exit 1; }
-done
-
-run_id="$(date +%s)-$$"
+smoke=replicas-smoke
+# shellcheck source=scripts/smoke-lib.sh
+source "$root/scripts/smoke-lib.sh"
+smoke_start curl jq ldd python3
 project="switchyard-replicas-$run_id"
 image="switchyard-replicas:$run_id"
-work="$(mktemp -d)"
-log="$work/log"
-step="starting"
-passed=0
-token="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 
 compose() {
     SWITCHYARD_ADMIN_TOKEN="$token" \
         "${compose_tool[@]}" -p "$project" --project-directory "$root/deploy/replicas" \
         -f "$root/deploy/replicas/docker-compose.yaml" -f "$work/override.yaml" "$@"
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    set +e
-    trap '' PIPE
-    if [ "$rc" -ne 0 ]; then
-        echo "replicas-smoke: FAILED at: $step" >&2
-        if [ -s "$log" ]; then
-            echo "--- last output ---" >&2
-            tail -n 40 "$log" >&2
-        fi
-        if [ -f "$work/override.yaml" ]; then
-            echo "--- stack logs ---" >&2
-            compose logs --no-color --tail 40 >&2 2>&1 || true
-        fi
-    fi
-    if [ -f "$work/override.yaml" ]; then
-        compose down -v --rmi local --remove-orphans -t 5 >>"$log" 2>&1 || true
-    fi
-    docker image rm -f "$image" >/dev/null 2>&1 || true
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "replicas-smoke: $step: $*" >&2
-    exit 1
-}
-
-ok() {
-    passed=$((passed + 1))
-}
-
-quietly() {
-    "$@" >>"$log" 2>&1
-}
-
-# Polls `$@` every 200 ms until it succeeds, for at most $timeout seconds.
-eventually() {
-    local timeout=$1
-    shift
-    local deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            fail "still not true after ${timeout}s: $*"
-        fi
-        sleep 0.2
-    done
 }
 
 # The host port published for container $1's port $2.
@@ -181,39 +107,7 @@ assert_only_through() {
 }
 
 # --- 1. the image, without pulling ------------------------------------------
-step="building the release binary"
-if [ -n "${SWITCHYARD_SMOKE_BINARY:-}" ]; then
-    binary="$SWITCHYARD_SMOKE_BINARY"
-else
-    quietly cargo build --release --locked
-    binary="$root/target/release/switchyard"
-fi
-
-step="packing the image"
-ctx="$work/context"
-rootfs="$ctx/rootfs"
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/var/lib" "$rootfs/tmp" "$ctx/state" "$ctx/config"
-strip -o "$rootfs/usr/local/bin/switchyard" "$binary"
-libraries="$(ldd "$binary" | grep -o '/[^ ]*' || true)"
-[ -n "$libraries" ] || fail "ldd found no libraries in $binary"
-for lib in $libraries; do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
-done
-printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nswitchyard:x:10001:10001:switchyard:/var/lib/switchyard:/usr/sbin/nologin\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nswitchyard:x:10001:\n' >"$rootfs/etc/group"
-printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-runtime="$(awk '/^FROM /{ buf = "" } /^(USER|WORKDIR|EXPOSE|HEALTHCHECK|ENTRYPOINT|CMD|STOPSIGNAL) /{ buf = buf $0 "\n" } END { printf "%s", buf }' "$root/Dockerfile")"
-cat >"$ctx/Dockerfile" <<EOF
-FROM scratch
-COPY rootfs/ /
-COPY --chown=10001:10001 state/ /var/lib/switchyard/
-COPY config /etc/switchyard
-ENV PATH=/usr/local/bin
-$runtime
-EOF
-quietly docker build -q -t "$image" "$ctx"
-ok
+pack_image
 
 # --- 2. three replicas ----------------------------------------------------------
 step="starting three replicas"
