@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchyard::app::{self, StartOptions};
+use switchyard::app::{self, StartOptions, Threads};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,8 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads, 1-1024 (default: one per available CPU).
+        /// Worker threads serving client connections, 1-1024 (default:
+        /// `[global] threads`, else one per CPU this process may run on).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: Option<u16>,
         /// Where generated files (the admin token) go.
@@ -134,30 +135,26 @@ fn main() -> ExitCode {
         | Command::Demo { .. }
         | Command::DemoBackend { .. } => {}
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run {
-        threads: Some(threads),
-        ..
-    } = &cli.command
+    // The control plane (reloads, checks, the admin server) runs here; `run`
+    // and `demo` serve client connections on worker threads of their own
+    // (`proxy::Workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        builder.worker_threads(usize::from(*threads));
-    }
-    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(
-        worker_threads = runtime.metrics().num_workers(),
-        "async runtime started"
-    );
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run {
-                config, state_dir, ..
-            } => run(&config, state_dir).await,
+                config,
+                state_dir,
+                threads,
+            } => run(&config, state_dir, threads).await,
             Command::Demo {
                 config,
                 state_dir,
@@ -346,28 +343,26 @@ fn import(file: &Path, output: Option<&Path>) -> ExitCode {
     }
 }
 
-async fn run(config: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+async fn run(config: &Path, state_dir: PathBuf, threads: Option<u16>) -> anyhow::Result<()> {
     // Before anything is served: a SIGTERM right after the first request
     // must find the handler, not the default action.
     let signals = Signals::install()?;
-    serve_until_signalled(start(config, state_dir).await?, signals).await
-}
-
-/// Loads `config` and starts serving it.
-async fn start(config: &Path, state_dir: PathBuf) -> anyhow::Result<app::Running> {
     let topology = app::load(config)?;
-    start_topology(topology, Some(config.to_owned()), state_dir).await
+    let running = start_topology(topology, Some(config.to_owned()), state_dir, threads).await?;
+    serve_until_signalled(running, signals).await
 }
 
 async fn start_topology(
     topology: switchyard::model::Topology,
     config_file: Option<PathBuf>,
     state_dir: PathBuf,
+    threads: Option<u16>,
 ) -> anyhow::Result<app::Running> {
     let options = StartOptions {
         config_file,
         admin_token: None,
         state_dir,
+        threads: Threads::Own(threads),
     };
     app::start(topology, options).await
 }
@@ -403,7 +398,7 @@ async fn demo(config: &Path, state_dir: PathBuf, options: DemoOptions) -> anyhow
         true => None,
         false => Some(config.to_owned()),
     };
-    let running = start_topology(topology, config_file, state_dir).await?;
+    let running = start_topology(topology, config_file, state_dir, None).await?;
     for (name, addr) in &running.frontends {
         eprintln!(
             "demo: frontend {name} on http://{addr}/ (try: curl localhost:{}/ and /api/users)",

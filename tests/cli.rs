@@ -149,10 +149,10 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
             stderr.read_line(&mut line).unwrap() > 0,
             "exited before listening"
         );
-        if line.contains("async runtime started") {
+        if line.contains("worker threads started") {
             workers = line
                 .split_whitespace()
-                .find_map(|w| w.strip_prefix("worker_threads="))
+                .find_map(|w| w.strip_prefix("workers="))
                 .map(str::to_owned);
         }
         if let Some(at) = line.find("listen=") {
@@ -161,8 +161,14 @@ fn run_serves_logs_and_exits_cleanly_on_sigterm() {
             }
         }
     };
-    // `--threads 3`: the runtime reports exactly three workers.
+    // `--threads 3`: exactly three worker threads serve connections.
     assert_eq!(workers.as_deref(), Some("3"));
+    let named_workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("switchyard-w"))
+        .count();
+    assert_eq!(named_workers, 3);
     let mut stream = TcpStream::connect(&listen).unwrap();
     stream
         .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -21,6 +21,7 @@ const TEMPLATE: &str = r#"
 access_log = "off"
 grace = {grace}
 max_connections = {max_connections}
+threads = {threads}
 [admin]
 listen = "127.0.0.1:0"
 [[frontend]]
@@ -78,6 +79,13 @@ const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
         "1000000",
         "1000001",
         "from 1 to 1000000",
+    ),
+    (
+        "threads",
+        "global.threads",
+        "1024",
+        "1025",
+        "from 1 to 1024",
     ),
     (
         "client_header",

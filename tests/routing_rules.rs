@@ -279,6 +279,7 @@ name = "mono"
             config_file: None,
             admin_token: Some("t".to_owned()),
             state_dir: dir.path().join("state"),
+            threads: switchyard::app::Threads::Caller,
         },
     )
     .await
@@ -352,6 +353,7 @@ name = "mono"
             config_file: None,
             admin_token: Some("t".to_owned()),
             state_dir: dir.path().join("state"),
+            threads: switchyard::app::Threads::Caller,
         },
     )
     .await

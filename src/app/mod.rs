@@ -27,7 +27,7 @@ use crate::config;
 use crate::discovery::{Discoverer, FileWatcher};
 use crate::health::{CheckTarget, HealthChecker};
 use crate::model::{FrontendName, StateFile, Topology};
-use crate::proxy::{AccessLog, Listeners, Shared};
+use crate::proxy::{AccessLog, Listeners, Shared, Workers};
 use crate::runtime::{Runtime, Snapshot};
 
 /// How the process was started.
@@ -39,6 +39,37 @@ pub struct StartOptions {
     pub admin_token: Option<String>,
     /// Where generated files (the admin token) go.
     pub state_dir: PathBuf,
+    /// Where client connections are served.
+    pub threads: Threads,
+}
+
+/// Where client connections are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Threads {
+    /// On the runtime that calls `start`, beside everything else (tests,
+    /// `demo`, embedding).
+    #[default]
+    Caller,
+    /// On worker threads of their own, each a single-threaded runtime: this
+    /// many (`run --threads`), else `[global] threads`, else one per CPU
+    /// this process may run on.
+    Own(Option<u16>),
+}
+
+impl Threads {
+    /// Starts the workers this asks for, given the config's `threads`.
+    fn start(self, configured: Option<u16>) -> anyhow::Result<Workers> {
+        let Threads::Own(requested) = self else {
+            return Ok(Workers::caller());
+        };
+        let count = match requested.or(configured) {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let workers = Workers::start(count).context("cannot start the worker threads")?;
+        tracing::info!(workers = count, "worker threads started");
+        Ok(workers)
+    }
 }
 
 /// A running proxy.
@@ -71,8 +102,10 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
     let max_connections = fds::max_connections(topology.global.max_connections);
     let replica = crate::admin::peers::replica_name(&topology.admin);
     let has_peers = !topology.admin.peers.is_empty();
+    let workers = options.threads.start(topology.global.threads)?;
     let found = crate::discovery::first_lookups(&topology).await;
-    let (runtime, mut reloader) = Runtime::start(topology, options.config_file.clone()).await;
+    let (runtime, mut reloader) =
+        Runtime::start(topology, options.config_file.clone(), workers.count()).await;
     if !found.is_empty() {
         reloader.discover_first(found);
     }
@@ -108,7 +141,7 @@ pub async fn start(topology: Topology, options: StartOptions) -> anyhow::Result<
         }
         None => (None, None),
     };
-    let shared = Shared::new(Arc::clone(&runtime), log, max_connections);
+    let shared = Shared::new(Arc::clone(&runtime), log, max_connections, workers);
 
     let snapshot = runtime.snapshot();
     let admin_server = AdminServer::bind(
@@ -200,6 +233,8 @@ impl Running {
             );
             self.shared.stop_tunnels.cancel();
         }
+        // Worker threads end here, cutting what the grace period left.
+        self.shared.workers.stop().await;
         self.stop_background.cancel();
         self.background.close();
         self.background.wait().await;

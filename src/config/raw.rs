@@ -36,6 +36,7 @@ pub struct RawGlobal {
     pub access_log: Option<Text>,
     pub state_file: Option<Spanned<PathOrOff>>,
     pub max_connections: Option<Int>,
+    pub threads: Option<Int>,
     pub watch: Option<bool>,
     pub request_id: Option<Spanned<RawRequestId>>,
     pub trusted_proxies: Option<Spanned<Vec<Text>>>,

@@ -104,6 +104,10 @@ fn global(c: &mut Collector<'_>, raw: RawGlobal) -> Global {
                 1..=MAX_CONNECTIONS,
             ) as usize
         }),
+        threads: raw.threads.as_ref().map(|n| {
+            let n = integer(c, at, "threads", Some(n), 1, 1..=MAX_THREADS);
+            u16::try_from(n).unwrap_or(1)
+        }),
         request_id: request_id(c, raw.request_id.as_ref()),
         trusted_proxies: raw
             .trusted_proxies
@@ -328,6 +332,9 @@ pub(super) fn integer(
         }
     }
 }
+
+/// The most `global.threads` may be (as `run --threads`).
+pub(super) const MAX_THREADS: u32 = 1024;
 
 /// The most `global.max_connections` may be.
 pub(super) const MAX_CONNECTIONS: u32 = 1_000_000;

@@ -112,6 +112,13 @@ fn global(out: &mut Vec<String>, running: &Topology, next: &Topology) {
     changed(
         out,
         "global",
+        "threads",
+        threads(r.threads),
+        threads(n.threads),
+    );
+    changed(
+        out,
+        "global",
         "watch",
         r.watch.to_string(),
         n.watch.to_string(),
@@ -443,6 +450,11 @@ fn resolvers(list: &[std::net::SocketAddr]) -> String {
 
 fn opt(v: Option<&str>) -> String {
     v.map_or_else(|| "none".to_owned(), str::to_owned)
+}
+
+/// `threads` as written, or how an unset one is found.
+fn threads(n: Option<u16>) -> String {
+    n.map_or_else(|| "one per CPU".to_owned(), |n| n.to_string())
 }
 
 /// `max_connections` as written, or how an unset one is found.

@@ -68,6 +68,9 @@ pub struct Global {
     /// Most client connections open at once, over all frontends; `None`
     /// derives it from the open-file limit at start.
     pub max_connections: Option<usize>,
+    /// Worker threads serving client connections; `None`: one per CPU this
+    /// process may run on. Read at start (`run --threads` overrides it).
+    pub threads: Option<u16>,
     /// The request id header; `None` when request ids are off.
     pub request_id: Option<HeaderName>,
     /// Peers whose `X-Forwarded-For` and request id are believed.

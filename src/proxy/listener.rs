@@ -40,8 +40,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Listeners {
     shared: Arc<Shared>,
     bound: HashMap<SocketAddr, Bound>,
-    /// Bound by `prepare`, not accepting until `commit`.
-    pending: Vec<(SocketAddr, TcpListener)>,
+    /// Bound by `prepare` (one socket per worker), not accepting until
+    /// `commit`.
+    pending: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
     /// Frontend names in snapshot order with their configured address.
     order: Vec<(FrontendName, SocketAddr)>,
 }
@@ -71,8 +72,8 @@ impl ListenerControl for Listeners {
             if self.bound.contains_key(&addr) || self.pending.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
-            match bind(addr) {
-                Ok(listener) => self.pending.push((addr, listener)),
+            match bind(addr, self.shared.workers.count()) {
+                Ok(sockets) => self.pending.push((addr, sockets)),
                 Err(source) => {
                     self.pending.clear();
                     return Err(BindError {
@@ -87,15 +88,22 @@ impl ListenerControl for Listeners {
     }
 
     fn commit(&mut self, next: &Arc<Snapshot>) {
-        for (addr, listener) in self.pending.drain(..) {
-            let local = listener.local_addr().unwrap_or(addr);
+        for (addr, sockets) in self.pending.drain(..) {
+            let local = sockets
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(addr);
             let stop = CancellationToken::new();
-            tokio::spawn(accept_loop(
-                listener,
-                addr,
-                Arc::clone(&self.shared),
-                stop.clone(),
-            ));
+            let errors = Arc::new(ErrorLog::default());
+            for (socket, worker) in sockets.into_iter().zip(self.shared.workers.handles()) {
+                worker.spawn(accept_loop(
+                    socket,
+                    addr,
+                    Arc::clone(&self.shared),
+                    Arc::clone(&errors),
+                    stop.clone(),
+                ));
+            }
             let frontend = next.frontends.iter().find(|f| f.listen == addr);
             tracing::info!(
                 frontend = %frontend.map_or("-", |f| &*f.name),
@@ -138,27 +146,70 @@ impl ListenerControl for Listeners {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+/// Binds `workers` listening sockets to `addr`: one plain socket, or with
+/// several workers one `SO_REUSEPORT` socket each, so that the kernel
+/// spreads new connections over the workers (as HAProxy's `bind` does per
+/// thread group and nginx's `reuseport`). With port 0 every socket takes
+/// the port the first one got.
+fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut at = addr;
+    for _ in 0..workers.max(1) {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if workers > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(at)?;
+        // Registered with the worker's runtime when it starts accepting.
+        let listener = socket.listen(4096)?.into_std()?;
+        at = listener.local_addr()?;
+        sockets.push(listener);
+    }
+    Ok(sockets)
 }
 
-/// Takes a connection permit, accepts, and hands the connection to its own
-/// task. At the connection limit it stops accepting (the kernel backlog
-/// holds new clients); accept errors back off and never end the loop.
+/// When an address last logged an accept error: its workers' loops log at
+/// most one line a second together.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl ErrorLog {
+    /// Whether to log an error now; taken on failed accepts only.
+    fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+/// Runs on one worker: takes a connection permit, accepts, and hands the
+/// connection to its own task on the same worker. At the connection limit
+/// it stops accepting (the kernel backlog holds new clients); accept errors
+/// back off and never end the loop.
 async fn accept_loop(
-    listener: TcpListener,
+    socket: std::net::TcpListener,
     listen: SocketAddr,
     shared: Arc<Shared>,
+    errors: Arc<ErrorLog>,
     stop: CancellationToken,
 ) {
-    let mut last_error_log: Option<Instant> = None;
+    let listener = match TcpListener::from_std(socket) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(listen = %listen, error = %e, "cannot accept on a worker");
+            return;
+        }
+    };
     loop {
         let permit = tokio::select! {
             () = stop.cancelled() => return,
@@ -182,9 +233,8 @@ async fn accept_loop(
                 ));
             }
             Err(e) => {
-                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                if errors.due() {
                     tracing::error!(listen = %listen, error = %e, "accept failed; backing off");
-                    last_error_log = Some(Instant::now());
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
@@ -419,4 +469,51 @@ fn http2_builder() -> http2::Builder<TokioExecutor> {
         .max_local_error_reset_streams(1024)
         .max_header_list_size(H2_MAX_HEADER_LIST);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind;
+
+    /// Several workers get one `SO_REUSEPORT` socket each on the same port
+    /// (port 0 included), and the kernel spreads connections over them.
+    #[tokio::test]
+    async fn each_worker_gets_a_socket_on_the_same_port_and_a_share_of_connections() {
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let sockets = bind(addr, 3).expect("binds");
+        assert_eq!(sockets.len(), 3);
+        let port = sockets[0].local_addr().expect("bound").port();
+        assert_ne!(port, 0);
+        for socket in &sockets {
+            assert_eq!(socket.local_addr().expect("bound").port(), port);
+        }
+        let clients: Vec<_> = (0..30)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects"))
+            .collect();
+        // Connected clients sit in the accept queue of the socket the
+        // kernel chose; the sockets are non-blocking, so drain each.
+        let per_socket: Vec<usize> = sockets
+            .iter()
+            .map(|s| std::iter::from_fn(|| s.accept().ok()).count())
+            .collect();
+        assert_eq!(per_socket.iter().sum::<usize>(), clients.len());
+        assert!(
+            per_socket.iter().filter(|&&n| n > 0).count() > 1,
+            "connections spread over the sockets: {per_socket:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_worker_binds_one_plain_socket_and_a_taken_port_is_an_error() {
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let sockets = bind(addr, 1).expect("binds");
+        assert_eq!(sockets.len(), 1);
+        let taken = sockets[0].local_addr().expect("bound");
+        let error = bind(taken, 1).expect_err("the port is taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        // Without SO_REUSEPORT on the first socket, several workers cannot
+        // join it either.
+        let error = bind(taken, 2).expect_err("the port is taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }

@@ -30,6 +30,7 @@ mod service;
 mod sticky;
 mod tls;
 mod tunnel;
+mod workers;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub use error::ProxyError;
 pub use identity::{Identity, generate_id};
 pub use listener::Listeners;
 pub use normalize::normalize_path;
+pub use workers::Workers;
 
 use crate::runtime::Runtime;
 
@@ -64,10 +66,17 @@ pub struct Shared {
     pub stop_tunnels: CancellationToken,
     /// Permits for client connections over all frontends.
     pub connection_limit: Arc<Semaphore>,
+    /// The runtimes that accept and serve client connections.
+    pub workers: Workers,
 }
 
 impl Shared {
-    pub fn new(runtime: Arc<Runtime>, log: Option<AccessLog>, max_connections: usize) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        log: Option<AccessLog>,
+        max_connections: usize,
+        workers: Workers,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             runtime,
             log,
@@ -76,6 +85,7 @@ impl Shared {
             tunnels: TaskTracker::new(),
             stop_tunnels: CancellationToken::new(),
             connection_limit: Arc::new(Semaphore::new(max_connections)),
+            workers,
         })
     }
 }

@@ -126,12 +126,14 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Builds the first snapshot from `topology` (loaded from `config_file`
     /// when there is one) and returns the runtime with its reloader, which
-    /// the caller runs (`Reloader::run`).
+    /// the caller runs (`Reloader::run`). Upstream pools get `pool_lanes`
+    /// lanes, one per worker thread.
     pub async fn start(
         topology: Topology,
         config_file: Option<PathBuf>,
+        pool_lanes: usize,
     ) -> (Arc<Runtime>, Reloader) {
-        writer::start(topology, config_file).await
+        writer::start(topology, config_file, pool_lanes).await
     }
 
     /// The snapshot to use for one whole request.

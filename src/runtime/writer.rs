@@ -52,9 +52,10 @@ pub struct Reloader {
 pub(super) async fn start(
     topology: Topology,
     config_file: Option<PathBuf>,
+    pool_lanes: usize,
 ) -> (Arc<Runtime>, Reloader) {
     let registry = StateRegistry::default();
-    let pools = PoolRegistry::default();
+    let pools = PoolRegistry::new(pool_lanes);
     let topology = Arc::new(topology);
     let mut last_good = dns::LastGood::default();
     let resolved = last_good.apply(

@@ -11,5 +11,5 @@ mod pool;
 mod tls;
 
 pub use body::{BodyError, RequestBody};
-pub use pool::{PoolRegistry, ServerPool, UpstreamSender};
+pub use pool::{PoolRegistry, ServerPool, UpstreamSender, set_lane};
 pub use tls::{UpstreamStream, UpstreamTls};

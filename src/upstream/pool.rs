@@ -1,5 +1,6 @@
 //! Idle keep-alive connections to servers.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,29 +17,51 @@ pub type UpstreamSender = hyper::client::conn::http1::SendRequest<RequestBody>;
 /// How many idle connections one server keeps at most.
 const IDLE_PER_SERVER: usize = 1024;
 
-/// Idle connections to one server address. Checking out and returning are
-/// lock-free; a clone of the `Arc` costs one atomic increment.
+thread_local! {
+    /// The pool lane of this thread: its worker index, 0 on any other thread.
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread use lane `lane` of every pool: a worker thread
+/// sets its index once, so a connection is reused on the thread whose
+/// runtime drives it.
+pub fn set_lane(lane: usize) {
+    LANE.with(|l| l.set(lane));
+}
+
+/// Idle connections to one server address, in one lane per worker thread.
+/// Checking out and returning are lock-free; a clone of the `Arc` costs one
+/// atomic increment.
 #[derive(Debug)]
 pub struct ServerPool {
     pub addr: SocketAddr,
-    idle: ArrayQueue<(UpstreamSender, Instant)>,
+    lanes: Box<[ArrayQueue<(UpstreamSender, Instant)>]>,
     /// Connections idle longer than this are closed, not reused: it must stay
     /// below the servers' own keep-alive timeout.
     idle_timeout: Duration,
 }
 
 impl ServerPool {
-    pub fn new(addr: SocketAddr, idle_timeout: Duration) -> Self {
+    pub fn new(addr: SocketAddr, idle_timeout: Duration, lanes: usize) -> Self {
+        let lanes = lanes.max(1);
+        let per_lane = IDLE_PER_SERVER.div_ceil(lanes);
         ServerPool {
             addr,
-            idle: ArrayQueue::new(IDLE_PER_SERVER),
+            lanes: (0..lanes).map(|_| ArrayQueue::new(per_lane)).collect(),
             idle_timeout,
         }
     }
 
-    /// An idle connection that is still open and fresh, if any.
+    /// This thread's lane.
+    fn lane(&self) -> &ArrayQueue<(UpstreamSender, Instant)> {
+        &self.lanes[LANE.with(Cell::get) % self.lanes.len()]
+    }
+
+    /// An idle connection of this thread's lane that is still open and
+    /// fresh, if any.
     pub fn checkout(&self) -> Option<UpstreamSender> {
-        while let Some((sender, since)) = self.idle.pop() {
+        let idle = self.lane();
+        while let Some((sender, since)) = idle.pop() {
             if !sender.is_closed() && since.elapsed() < self.idle_timeout {
                 return Some(sender);
             }
@@ -50,25 +73,34 @@ impl ServerPool {
     /// drops it, which closes it.
     pub fn checkin(&self, sender: UpstreamSender) {
         if !sender.is_closed() {
-            let _rejected = self.idle.push((sender, Instant::now()));
+            let _rejected = self.lane().push((sender, Instant::now()));
         }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.len()
+        self.lanes.iter().map(ArrayQueue::len).sum()
     }
 }
 
 /// Every server's pool, kept across reloads by (backend, server, address): a
 /// server whose address changes starts with an empty pool.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PoolRegistry {
     pools: Arc<Mutex<PoolMap>>,
+    /// Lanes per pool: one per worker thread.
+    lanes: usize,
 }
 
 type PoolMap = HashMap<(BackendName, ServerName, SocketAddr), Arc<ServerPool>>;
 
 impl PoolRegistry {
+    pub fn new(lanes: usize) -> Self {
+        PoolRegistry {
+            pools: Arc::default(),
+            lanes,
+        }
+    }
+
     /// Taken when a snapshot is built, never per request.
     pub fn pool(
         &self,
@@ -81,7 +113,7 @@ impl PoolRegistry {
         let key = (backend.clone(), server.clone(), addr);
         Arc::clone(
             map.entry(key)
-                .or_insert_with(|| Arc::new(ServerPool::new(addr, idle_timeout))),
+                .or_insert_with(|| Arc::new(ServerPool::new(addr, idle_timeout, self.lanes))),
         )
     }
 

@@ -56,6 +56,9 @@ async fn start_with(
             config_file,
             admin_token: Some("test-token".to_owned()),
             state_dir,
+            // As `run` serves: two worker threads, each with its own
+            // SO_REUSEPORT socket per frontend.
+            threads: app::Threads::Own(Some(2)),
         },
     )
     .await

@@ -53,6 +53,7 @@ fn minimal_config_gets_every_default() {
             access_log: Some(LogFormat::Text),
             state_file: StateFile::InStateDir,
             max_connections: None,
+            threads: None,
             watch: true,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
@@ -120,6 +121,7 @@ const FULL: &str = r#"
 grace = "30s"
 access_log = "off"
 state_file = "/var/lib/switchyard/state.json"
+threads = 4
 max_connections = 500
 watch = false
 resolvers = ["10.0.0.2:53", "[fd00::2]:5353"]
@@ -191,6 +193,7 @@ fn full_config_maps_every_key() {
             access_log: None,
             state_file: StateFile::At("/var/lib/switchyard/state.json".into()),
             max_connections: Some(500),
+            threads: Some(4),
             watch: false,
             request_id: Some(http::HeaderName::from_static("x-request-id")),
             trusted_proxies: Box::new([]),
