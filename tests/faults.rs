@@ -210,7 +210,7 @@ async fn killing_one_of_two_servers_under_load_fails_at_most_its_requests_in_fli
     .await;
     let b_state = proxy.runtime.registry().get("app", "b").unwrap();
     let in_flight_on_b = b_state.counters.active();
-    b.kill();
+    b.kill().await;
     killed.store(true, Ordering::SeqCst);
     eventually("traffic goes on without b", || async {
         after_kill.load(Ordering::SeqCst) > 200

@@ -80,8 +80,20 @@ async fn a_killed_server_leaves_rotation_without_a_client_error() {
     let seen = tally(&proxy, &c, "/", None, 10).await;
     assert_eq!((seen["a"], seen["b"]), (5, 5));
 
-    a.kill();
-    // Connect failures on a are retried on b; then a is DOWN and not tried.
+    a.kill().await;
+    // Once the proxy has seen a's pooled connections close, connect
+    // failures on a are retried on b; then a is DOWN and not tried.
+    let snapshot = proxy.runtime.snapshot();
+    let a_pool = snapshot.backends[0]
+        .servers
+        .iter()
+        .find(|s| &*s.state.server == "a")
+        .and_then(|s| s.pool.clone())
+        .unwrap();
+    eventually("the proxy saw a's connections close", || async {
+        a_pool.open_idle() == 0
+    })
+    .await;
     assert_eq!(tally(&proxy, &c, "/", None, 20).await, all("b", 20));
     eventually("a marked DOWN", || async {
         a_state.health() == Health::Down

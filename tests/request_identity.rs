@@ -248,3 +248,98 @@ async fn forwarded_for_is_appended_from_trusted_peers_and_replaced_otherwise() {
     }
     proxy.shutdown().await;
 }
+
+/// The HPACK representations of the fields of a header block, by their
+/// first bits: 'I' indexed, 'N' literal with incremental indexing (the
+/// value enters the dynamic table), 'W' literal without indexing, 'V'
+/// literal never indexed, 'S' a table size update. Strings are skipped by
+/// their length, so Huffman coding does not matter.
+fn representations(block: &[u8]) -> String {
+    fn int(block: &[u8], at: &mut usize, prefix_bits: u32) -> usize {
+        let max = (1usize << prefix_bits) - 1;
+        let mut n = usize::from(block[*at]) & max;
+        *at += 1;
+        if n == max {
+            let mut shift = 0;
+            loop {
+                let b = block[*at];
+                *at += 1;
+                n += usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        n
+    }
+    fn string(block: &[u8], at: &mut usize) {
+        let len = int(block, at, 7);
+        *at += len;
+    }
+    let mut kinds = String::new();
+    let mut at = 0;
+    while at < block.len() {
+        let b = block[at];
+        let (kind, prefix) = match b {
+            0x80.. => ('I', 7),
+            0x40..=0x7f => ('N', 6),
+            0x20..=0x3f => ('S', 5),
+            0x10..=0x1f => ('V', 4),
+            _ => ('W', 4),
+        };
+        let name_index = int(block, &mut at, prefix);
+        if matches!(kind, 'N' | 'V' | 'W') {
+            if name_index == 0 {
+                string(block, &mut at);
+            }
+            string(block, &mut at);
+        }
+        kinds.push(kind);
+    }
+    kinds
+}
+
+/// Over HTTP/2 the request id, one value per request, is sent as a literal
+/// that is never indexed: it neither fills the client's HPACK table nor
+/// evicts the fields that recur, which after the first answer are sent as
+/// table indices.
+#[tokio::test]
+async fn over_http2_the_request_id_is_never_indexed_and_recurring_fields_are() {
+    use common::h2_frames as raw;
+    use tokio::io::AsyncWriteExt;
+
+    let users = Backend::start("users").await;
+    let proxy = proxy_with_rules(&users).await;
+    let addr = proxy.frontend_addr("web").unwrap();
+    let mut s = raw::connect(addr).await;
+    for n in 0..4u32 {
+        let stream = 1 + 2 * n;
+        let block = raw::get("/api/x");
+        s.write_all(&raw::frame(raw::HEADERS, 0x5, stream, &block))
+            .await
+            .unwrap();
+        let response = loop {
+            let f = raw::read(&mut s).await.unwrap();
+            if f.kind == raw::HEADERS && f.stream == stream {
+                break f;
+            }
+        };
+        assert_eq!(raw::status(&response.payload), Some(200));
+        let kinds = representations(&response.payload);
+        assert_eq!(
+            kinds.matches('V').count(),
+            1,
+            "one never-indexed field, the request id: {kinds}"
+        );
+        if n > 0 {
+            // `date` may enter the table when the second turns.
+            assert!(
+                kinds.matches('N').count() <= 1,
+                "recurring fields come from the table: {kinds}"
+            );
+        }
+    }
+    drop(s);
+    proxy.shutdown().await;
+}

@@ -59,7 +59,12 @@ impl Identity {
             let kept = headers
                 .get(name)
                 .filter(|v| is_peer_trusted && is_valid_id(v.as_bytes()));
-            (name.clone(), kept.cloned().unwrap_or_else(generate_id))
+            let mut id = kept.cloned().unwrap_or_else(generate_id);
+            // One value per request: HPACK sends it as a literal that is
+            // never indexed, instead of filling the h2 dynamic table with
+            // values that never recur (and evicting the ones that do).
+            id.set_sensitive(true);
+            (name.clone(), id)
         });
         Identity {
             client_ip,

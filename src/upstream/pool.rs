@@ -80,6 +80,25 @@ impl ServerPool {
     pub fn idle_count(&self) -> usize {
         self.lanes.iter().map(ArrayQueue::len).sum()
     }
+
+    /// Idle connections still open, in every lane. Takes each connection
+    /// out and puts it back (closed ones are dropped): for tests and
+    /// inspection, never for the request path.
+    pub fn open_idle(&self) -> usize {
+        let mut open = 0;
+        for lane in &self.lanes {
+            for _ in 0..lane.len() {
+                let Some((sender, since)) = lane.pop() else {
+                    break;
+                };
+                if !sender.is_closed() {
+                    open += 1;
+                    let _full = lane.push((sender, since));
+                }
+            }
+        }
+        open
+    }
 }
 
 /// Every server's pool, kept across reloads by (backend, server, address): a

@@ -39,6 +39,8 @@ struct Inner {
     captured: Mutex<Vec<Captured>>,
     release: Notify,
     status_override: Mutex<Option<u16>>,
+    /// Notified once the listener is closed and every connection cut.
+    dead: Notify,
 }
 
 /// A running test backend; stops when dropped.
@@ -92,7 +94,10 @@ impl Backend {
                 });
             }
             // Dropping the listener refuses new connections; open ones are cut.
+            drop(listener);
             connections.close();
+            connections.wait().await;
+            i.dead.notify_one();
         });
         Backend {
             name: name.to_owned(),
@@ -130,9 +135,11 @@ impl Backend {
         *self.inner.status_override.lock().unwrap() = status;
     }
 
-    /// Stops accepting and cuts open connections.
-    pub fn kill(&self) {
+    /// Stops accepting and cuts open connections; returns once the
+    /// listener is closed and every connection is.
+    pub async fn kill(&self) {
         self.stop.cancel();
+        self.inner.dead.notified().await;
     }
 }
 
