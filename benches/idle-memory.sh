@@ -4,6 +4,7 @@
 #
 #   cargo build --release && cargo build --release --example bare_hyper
 #   benches/idle-memory.sh [connections]      # default 10000
+#   SWITCHYARD_BIN=path/to/switchyard benches/idle-memory.sh   # another build
 #
 # For each server: start it, send one warm-up request, read its RSS; open N
 # keep-alive connections one after another, send one request on each and
@@ -13,7 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:-10000}"
-bin="$here/target/release/switchyard"
+bin="${SWITCHYARD_BIN:-$here/target/release/switchyard}"
 bare="$here/target/release/examples/bare_hyper"
 for f in "$bin" "$bare"; do
   [[ -x "$f" ]] || { echo "missing $f: cargo build --release && cargo build --release --example bare_hyper" >&2; exit 1; }

@@ -11,14 +11,6 @@ use switchyard::app::{self, StartOptions, Threads};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: per-thread free lists suit the many small, short-lived
-/// allocations of a request (heads, futures, h2 and TLS buffers). Measured
-/// against glibc's malloc and jemalloc in one harness run (BENCHMARKS.md,
-/// "Allocator"): 15% less CPU per request over HTTP/2 with TLS, the same
-/// over HTTP/1 keep-alive.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A layer-7 HTTP load balancer for moving a monolith to microservices.
 #[derive(Debug, Parser)]
 #[command(version, about)]
