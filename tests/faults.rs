@@ -266,3 +266,123 @@ async fn a_server_that_sends_a_broken_head_gives_502_and_is_not_reused() {
     let _ = TcpStream::connect(addr).await;
     proxy.shutdown().await;
 }
+
+/// A server whose first connection answers one request, then reads the
+/// next and closes without a byte of answer (its keep-alive ended while the
+/// request was on the way); later connections answer and close. Records the
+/// request line of every head it read.
+async fn server_closing_after_one_answer() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answers = if first { 1 } else { usize::MAX };
+            first = false;
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut answered = 0;
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        let body_len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + body_len {
+                            break;
+                        }
+                        buf.drain(..end + 4 + body_len);
+                        log.lock()
+                            .unwrap()
+                            .push(head.lines().next().unwrap_or("").to_owned());
+                        if answered == answers {
+                            return; // closes with no answer
+                        }
+                        answered += 1;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn one_server_config(addr: SocketAddr) -> String {
+    format!(
+        r#"[global]
+access_log = "off"
+[admin]
+listen = "127.0.0.1:0"
+[[frontend]]
+name = "web"
+listen = "127.0.0.1:0"
+default_backend = "app"
+[[backend]]
+name = "app"
+retries = 0
+  [[backend.server]]
+  name = "a"
+  address = "{addr}"
+"#
+    )
+}
+
+/// HARDENING.md, stale pooled connection: a GET sent on a pooled connection
+/// that the server closes without answering goes once more, on a fresh
+/// connection, and the client sees the answer; a POST with a body is never
+/// sent twice and gets 502.
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_server_closed_is_sent_again_a_post_is_not() {
+    let (addr, seen) = server_closing_after_one_answer().await;
+    let proxy = start_proxy(&one_server_config(addr)).await;
+    let c = client();
+    let (status, _, body) = get(&c, &url(&proxy, "web", "/first")).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = get(&c, &url(&proxy, "web", "/again")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "answered on a fresh connection"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /first HTTP/1.1",
+            "GET /again HTTP/1.1",
+            "GET /again HTTP/1.1"
+        ]
+    );
+    proxy.shutdown().await;
+
+    let (addr, seen) = server_closing_after_one_answer().await;
+    let proxy = start_proxy(&one_server_config(addr)).await;
+    let (status, _, _) = get(&c, &url(&proxy, "web", "/first")).await;
+    assert_eq!(status, 200);
+    let post = http::Request::post(url(&proxy, "web", "/order"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+        .unwrap();
+    let (status, _, _) = common::send(&c, post).await;
+    assert_eq!(status, 502, "a body is never sent twice");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /first HTTP/1.1", "POST /order HTTP/1.1"]
+    );
+    proxy.shutdown().await;
+}

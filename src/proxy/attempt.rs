@@ -1,11 +1,15 @@
 //! One request's attempts to reach a server: pick (honouring a sticky
 //! server first), take a pooled connection or open one, send, and retry
 //! connect failures on another server. A request whose bytes reached a
-//! server is never sent again.
+//! server is never sent again, with one exception (HARDENING.md, stale
+//! pooled connection): an idempotent request without a body, sent on a
+//! reused connection that closed before any byte of a response, goes once
+//! more on a fresh connection to the same server.
 
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 
 use super::connect::{self, ConnectFailure};
@@ -128,6 +132,13 @@ pub async fn send_with_retries(
         } else {
             connect_started.elapsed()
         };
+        // A copy of the head, to send again if the reused connection turns
+        // out to have been closed by the server (its keep-alive ended while
+        // the request was on the way).
+        let mut replay = match is_reused {
+            true => replayable(&request),
+            false => None,
+        };
         request.body_mut().count_into(&server.state.counters);
         let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
@@ -155,6 +166,17 @@ pub async fn send_with_retries(
                 }
                 _ => {
                     let source = e.into_error();
+                    // No response byte came: the server closed the pooled
+                    // connection under the request. Once, on a fresh one.
+                    if let Some(again) = replay.take().filter(|_| !source.is_parse()) {
+                        if BodyError::find(&source).is_none() {
+                            drop(in_flight);
+                            request = again;
+                            forced = Some(s);
+                            fresh_only = true;
+                            continue;
+                        }
+                    }
                     // The client's body broke, stalled for `body_idle` or
                     // passed `max_body`: the client's fault, not the
                     // server's (the upstream request was aborted, R3).
@@ -229,4 +251,22 @@ fn connect_error(backend: &BackendPlan, s: usize, failure: ConnectFailure) -> Pr
         ConnectFailure::Tls(source) => ProxyError::UpstreamTls { server, source },
         ConnectFailure::Handshake(source) => ProxyError::Upstream { server, source },
     }
+}
+
+/// A copy of `request`'s head with an empty body, when sending it twice is
+/// safe: an idempotent method (RFC 9110, 9.2.2) and no body.
+fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let idempotent = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
