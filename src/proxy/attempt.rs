@@ -166,17 +166,6 @@ pub async fn send_with_retries(
                 }
                 _ => {
                     let source = e.into_error();
-                    // No response byte came: the server closed the pooled
-                    // connection under the request. Once, on a fresh one.
-                    if let Some(again) = replay.take().filter(|_| !source.is_parse()) {
-                        if BodyError::find(&source).is_none() {
-                            drop(in_flight);
-                            request = again;
-                            forced = Some(s);
-                            fresh_only = true;
-                            continue;
-                        }
-                    }
                     // The client's body broke, stalled for `body_idle` or
                     // passed `max_body`: the client's fault, not the
                     // server's (the upstream request was aborted, R3).
@@ -192,6 +181,15 @@ pub async fn send_with_retries(
                             return Err((ProxyError::ClientBodyTimeout, Some(s)));
                         }
                         None => {}
+                    }
+                    // No response byte came: the server closed the pooled
+                    // connection under the request. Once, on a fresh one.
+                    if let Some(again) = replay.take().filter(|_| !source.is_parse()) {
+                        drop(in_flight);
+                        request = again;
+                        forced = Some(s);
+                        fresh_only = true;
+                        continue;
                     }
                     server.state.counters.count_response_error();
                     return Err((

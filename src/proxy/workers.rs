@@ -48,14 +48,18 @@ impl Workers {
                 .build()?;
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
+            let (running, started) = std::sync::mpsc::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(format!("switchyard-w{index}"))
                 .spawn(move || {
                     crate::upstream::set_lane(index);
+                    let _ = running.send(());
                     let _ = runtime.block_on(stopped);
                     // Dropping the runtime cuts what is still running on it.
                     drop(runtime);
                 })?;
+            // Returns with every worker running (and named), not just spawned.
+            let _ = started.recv();
             threads.push(Worker { stop, thread });
         }
         Ok(Workers {
