@@ -10,22 +10,22 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
 use hyper::body::Body as _;
-use hyper::body::Incoming;
 
 use super::connect::{self, ConnectFailure};
 use super::error::ProxyError;
+use super::h1_client::{self, H1Error, SendError, UpstreamBody};
 use crate::runtime::BackendPlan;
 use crate::state::{Health, InFlight};
-use crate::upstream::{BodyError, RequestBody, UpstreamSender};
+use crate::upstream::{BodyError, RequestBody};
 
 /// A response head from a server.
 pub struct Sent {
     pub server: usize,
     /// Counts the request as active on the server from the moment it is sent.
     pub in_flight: InFlight,
-    /// The connection, to return to the pool when the body ends.
-    pub sender: Option<UpstreamSender>,
-    pub response: Response<Incoming>,
+    /// Its body holds the connection, which goes back to the pool when the
+    /// body ends cleanly.
+    pub response: Response<UpstreamBody>,
     pub connect: Duration,
     pub response_time: Duration,
 }
@@ -57,7 +57,8 @@ impl Tried {
 }
 
 /// Sends the request to a server, retrying connect failures on other
-/// servers. A request whose bytes reached a server is never sent again.
+/// servers. A request whose bytes reached a server is never sent again,
+/// but for a stale pooled connection (see the module's head).
 /// `response_timeout` is the backend's, or the route's when it sets one.
 pub async fn send_with_retries(
     backend: &BackendPlan,
@@ -87,32 +88,19 @@ pub async fn send_with_retries(
             continue;
         };
         let connect_started = Instant::now();
-        let mut reused = None;
-        if !is_upgrade && !fresh_only {
-            while let Some(mut sender) = pool.checkout() {
-                if sender.ready().await.is_ok() {
-                    reused = Some(sender);
-                    break;
-                }
-            }
-        }
+        let reused = match is_upgrade || fresh_only {
+            true => None,
+            false => pool.checkout(),
+        };
         let is_reused = reused.is_some();
-        let sender = match reused {
-            Some(sender) => Ok(sender),
-            None if is_upgrade => {
-                connect::connect_upgradable(
-                    pool.addr,
-                    server.tls.as_ref(),
-                    backend.timeouts.connect,
-                )
-                .await
-            }
+        let conn = match reused {
+            Some(conn) => Ok(conn),
             None => {
                 connect::connect(pool.addr, server.tls.as_ref(), backend.timeouts.connect).await
             }
         };
-        let mut sender = match sender {
-            Ok(sender) => sender,
+        let conn = match conn {
+            Ok(conn) => conn,
             Err(failure) => {
                 let error = connect_error(backend, s, failure);
                 tried.push(s);
@@ -132,82 +120,28 @@ pub async fn send_with_retries(
         } else {
             connect_started.elapsed()
         };
-        // A copy of the head, to send again if the reused connection turns
-        // out to have been closed by the server (its keep-alive ended while
-        // the request was on the way).
-        let mut replay = match is_reused {
-            true => replayable(&request),
-            false => None,
-        };
+        let is_replayable = is_reused && is_idempotent(request.method());
         request.body_mut().count_into(&server.state.counters);
         let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
         let outcome =
-            tokio::time::timeout(response_timeout, sender.try_send_request(request)).await;
-        match outcome {
+            tokio::time::timeout(response_timeout, h1_client::send(conn, request, is_upgrade))
+                .await;
+        let SendError {
+            error,
+            request: unsent,
+            nothing_sent,
+        } = match outcome {
             Ok(Ok(response)) => {
                 return Ok(Sent {
                     server: s,
                     in_flight,
-                    sender: Some(sender),
                     response,
                     connect,
                     response_time: sent_at.elapsed(),
                 });
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                // Not sent: the pooled connection closed under us. Try again
-                // on a fresh connection; this is no retry.
-                Some(unsent) if is_reused => {
-                    request = unsent;
-                    forced = Some(s);
-                    fresh_only = true;
-                    continue;
-                }
-                _ => {
-                    let source = e.into_error();
-                    // The client's body broke, stalled for `body_idle` or
-                    // passed `max_body`: the client's fault, not the
-                    // server's (the upstream request was aborted, R3).
-                    match BodyError::find(&source) {
-                        Some(BodyError::TooLarge(_)) => {
-                            return Err((ProxyError::BodyTooLarge, Some(s)));
-                        }
-                        Some(BodyError::Client(_)) => {
-                            let error = ProxyError::BadRequest("malformed request body");
-                            return Err((error, Some(s)));
-                        }
-                        Some(BodyError::Idle(_)) => {
-                            return Err((ProxyError::ClientBodyTimeout, Some(s)));
-                        }
-                        None => {}
-                    }
-                    // No response byte came: the server closed the pooled
-                    // connection under the request. Once, on a fresh one.
-                    if let Some(again) = replay.take().filter(|_| !source.is_parse()) {
-                        drop(in_flight);
-                        request = again;
-                        forced = Some(s);
-                        fresh_only = true;
-                        continue;
-                    }
-                    server.state.counters.count_response_error();
-                    return Err((
-                        if source.is_parse() {
-                            ProxyError::BadResponse {
-                                server: server_name(backend, s),
-                                reason: "unparseable response",
-                            }
-                        } else {
-                            ProxyError::Upstream {
-                                server: server_name(backend, s),
-                                source,
-                            }
-                        },
-                        Some(s),
-                    ));
-                }
-            },
+            Ok(Err(failure)) => failure,
             Err(_elapsed) => {
                 server.state.counters.count_response_error();
                 return Err((
@@ -217,7 +151,49 @@ pub async fn send_with_retries(
                     Some(s),
                 ));
             }
+        };
+        // The client's body broke, stalled for `body_idle` or passed
+        // `max_body`: the client's fault, not the server's (the upstream
+        // request was aborted, R3).
+        if let H1Error::Body(body) = &error {
+            return Err((
+                match body {
+                    BodyError::TooLarge(_) => ProxyError::BodyTooLarge,
+                    BodyError::Idle(_) => ProxyError::ClientBodyTimeout,
+                    BodyError::Client(_) | BodyError::Short => {
+                        ProxyError::BadRequest("malformed request body")
+                    }
+                },
+                Some(s),
+            ));
         }
+        // No byte of a response came on a reused connection: the server
+        // closed it under the request. Not one byte written: again, on a
+        // fresh connection, whatever the method; an idempotent request
+        // without a body: once more.
+        if let Some(again) = unsent.filter(|r| {
+            error.invalid_reason().is_none()
+                && is_reused
+                && (nothing_sent || (is_replayable && r.body().is_end_stream()))
+        }) {
+            drop(in_flight);
+            request = again;
+            forced = Some(s);
+            fresh_only = true;
+            continue;
+        }
+        server.state.counters.count_response_error();
+        let server = server_name(backend, s);
+        return Err((
+            match error.invalid_reason() {
+                Some(reason) => ProxyError::BadResponse { server, reason },
+                None => ProxyError::Upstream {
+                    server,
+                    source: error,
+                },
+            },
+            Some(s),
+        ));
     }
 }
 
@@ -247,24 +223,13 @@ fn connect_error(backend: &BackendPlan, s: usize, failure: ConnectFailure) -> Pr
         ConnectFailure::Io(source) => ProxyError::Connect { server, source },
         ConnectFailure::Timeout => ProxyError::ConnectTimeout { server },
         ConnectFailure::Tls(source) => ProxyError::UpstreamTls { server, source },
-        ConnectFailure::Handshake(source) => ProxyError::Upstream { server, source },
     }
 }
 
-/// A copy of `request`'s head with an empty body, when sending it twice is
-/// safe: an idempotent method (RFC 9110, 9.2.2) and no body.
-fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let idempotent = matches!(
-        *request.method(),
+/// Whether sending the request twice is safe (RFC 9110, 9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !request.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(RequestBody::empty());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
+    )
 }

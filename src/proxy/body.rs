@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::access_log::{AccessLog, LogRecord};
 use super::client_io::RequestGuard;
+use super::h1_client::{H1Error, UpstreamBody};
 use crate::state::{Counters, InFlight, ServerState};
-use crate::upstream::{ServerPool, UpstreamSender};
+use crate::upstream::{ServerPool, UpstreamConn};
 
 /// A response body: fixed bytes made by the proxy, or a server's stream.
 #[derive(Debug)]
@@ -23,9 +23,13 @@ pub struct ProxyBody {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "every proxied response is `Upstream`: boxing it would cost an allocation per request"
+)]
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(UpstreamBody),
+    Upstream(Relayed),
 }
 
 impl ProxyBody {
@@ -42,9 +46,9 @@ impl ProxyBody {
     }
 
     /// A server's body; `exchange` ends when the body does.
-    pub fn upstream(inner: Incoming, exchange: Exchange) -> Self {
+    pub fn upstream(inner: UpstreamBody, exchange: Exchange) -> Self {
         ProxyBody {
-            kind: Kind::Upstream(UpstreamBody {
+            kind: Kind::Upstream(Relayed {
                 inner,
                 exchange: Some(exchange),
             }),
@@ -54,12 +58,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = H1Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(up) => up.poll_frame(cx),
@@ -81,17 +85,15 @@ impl Body for ProxyBody {
     }
 }
 
+/// A server's body on its way to the client, with the exchange it ends.
 #[derive(Debug)]
-struct UpstreamBody {
-    inner: Incoming,
+struct Relayed {
+    inner: UpstreamBody,
     exchange: Option<Exchange>,
 }
 
-impl UpstreamBody {
-    fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+impl Relayed {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -102,13 +104,14 @@ impl UpstreamBody {
             }
             Poll::Ready(None) => {
                 if let Some(ex) = self.exchange.take() {
-                    ex.finish(None);
+                    let conn = self.inner.take_reusable();
+                    ex.finish(None, conn);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(ex) = self.exchange.take() {
                     ex.server.counters.count_response_error();
-                    ex.finish(Some("server body error"));
+                    ex.finish(Some("server body error"), None);
                 }
             }
             Poll::Pending => {}
@@ -117,12 +120,16 @@ impl UpstreamBody {
     }
 }
 
-impl Drop for UpstreamBody {
+impl Drop for Relayed {
     fn drop(&mut self) {
         if let Some(ex) = self.exchange.take() {
             // A body hyper never polled because it is empty ended cleanly.
-            let termination = (!self.inner.is_end_stream()).then_some("client aborted");
-            ex.finish(termination);
+            if self.inner.is_end_stream() {
+                let conn = self.inner.take_reusable();
+                ex.finish(None, conn);
+            } else {
+                ex.finish(Some("client aborted"), None);
+            }
         }
     }
 }
@@ -130,8 +137,9 @@ impl Drop for UpstreamBody {
 /// One request's exchange with a server, finished when its body ends.
 #[derive(Debug)]
 pub struct Exchange {
-    pub sender: Option<UpstreamSender>,
-    pub pool: Arc<ServerPool>,
+    /// The connection goes back to `pool` when the body ends cleanly;
+    /// `None` for one that may switch protocols, which is never pooled.
+    pub pool: Option<Arc<ServerPool>>,
     pub server: Arc<ServerState>,
     pub in_flight: InFlight,
     pub frontend_in_flight: InFlight,
@@ -149,10 +157,10 @@ pub struct Exchange {
 impl Exchange {
     /// Ends the exchange: a clean end returns the connection to the pool; an
     /// early one drops it, which closes it (R3).
-    fn finish(mut self, termination: Option<&'static str>) {
+    fn finish(mut self, termination: Option<&'static str>, conn: Option<UpstreamConn>) {
         let total = self.started.elapsed();
-        if let (None, Some(sender)) = (termination, self.sender.take()) {
-            self.pool.checkin(sender);
+        if let (None, Some(conn), Some(pool)) = (termination, conn, self.pool.as_ref()) {
+            pool.checkin(conn);
         }
         self.server
             .counters

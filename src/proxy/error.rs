@@ -57,7 +57,7 @@ pub enum ProxyError {
     #[error("{server} failed: {source}")]
     Upstream {
         server: String,
-        source: hyper::Error,
+        source: super::h1_client::H1Error,
     },
     /// The server answered something the proxy will not relay.
     #[error("{server} sent an invalid response: {reason}")]

@@ -16,6 +16,7 @@ mod error;
 pub mod fuzzing;
 mod goaway;
 mod guard;
+mod h1_client;
 mod head_scan;
 mod headers;
 #[doc(hidden)]

@@ -89,7 +89,7 @@ impl RequestLine {
 /// Where routing sends a request.
 pub(super) enum Routed<'s> {
     /// The proxy answers itself (redirect, respond, deny).
-    Answer(Response<ProxyBody>),
+    Answer(Box<Response<ProxyBody>>),
     Backend {
         backend: usize,
         /// `None`: the frontend's default target.
@@ -150,7 +150,7 @@ pub(super) fn route<'s>(
     };
     let chosen = frontend.route(&view).ok_or(ProxyError::NoRoute)?;
     if let Some(response) = rules::answer(chosen.target, &path, query) {
-        return Ok(Routed::Answer(response));
+        return Ok(Routed::Answer(Box::new(response)));
     }
     let b = chosen
         .target

@@ -213,7 +213,7 @@ async fn forward(
         routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
     let (b, chosen_route, origin_form, rewritten) = match routed {
         Routed::Answer(response) => {
-            return Ok(routing::answer_directly(ctx, frontend, facts, response));
+            return Ok(routing::answer_directly(ctx, frontend, facts, *response));
         }
         Routed::Backend {
             backend,
@@ -413,11 +413,10 @@ fn open_tunnel(
 ) -> Response<ProxyBody> {
     let Sent {
         server: s,
-        mut response,
+        response,
         ..
     } = sent;
-    let upstream = hyper::upgrade::on(&mut response);
-    let (mut head, _) = response.into_parts();
+    let (mut head, body) = response.into_parts();
     let protocol = head.headers.get(header::UPGRADE).cloned();
     headers::rewrite_response(&mut head.headers);
     if let Some(protocol) = protocol {
@@ -425,6 +424,13 @@ fn open_tunnel(
         head.headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    let Some(upstream) = body.into_upgraded() else {
+        return ProxyError::BadResponse {
+            server: attempt::server_name(backend, s),
+            reason: "101 while the request was still being sent",
+        }
+        .to_response();
+    };
     ctx.activity.upgraded();
     ctx.shared.tunnels.spawn(tunnel::run(
         client,
@@ -479,8 +485,7 @@ fn relay(
     });
     let exchange = Exchange {
         // A connection that may switch protocols is never pooled.
-        sender: if is_upgradable { None } else { sent.sender },
-        pool,
+        pool: (!is_upgradable).then_some(pool),
         in_flight: sent.in_flight,
         frontend_in_flight: scope.frontend_in_flight,
         request_guard: scope.request_guard,

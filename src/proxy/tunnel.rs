@@ -11,18 +11,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::ServerState;
+use crate::upstream::UpgradedConn;
 
 /// Copies bytes both ways once both sides have upgraded. Runs as its own
 /// task, tracked by the proxy so shutdown can wait for it or cut it.
 pub async fn run(
     client: OnUpgrade,
-    server: OnUpgrade,
+    server: UpgradedConn,
     idle: Duration,
     state: Arc<ServerState>,
     shutdown: CancellationToken,
 ) {
-    let (client, server) = match tokio::try_join!(client, server) {
-        Ok(both) => both,
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
@@ -30,7 +31,7 @@ pub async fn run(
     };
     state.counters.tunnel_opened();
     let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
-    let (server_read, server_write) = tokio::io::split(TokioIo::new(server));
+    let (server_read, server_write) = tokio::io::split(server);
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let up = pump(

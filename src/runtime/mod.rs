@@ -41,6 +41,10 @@ use crate::state::StateRegistry;
 
 /// How often server host names are resolved again.
 pub const DNS_REFRESH: Duration = Duration::from_secs(30);
+/// How often idle pooled connections are looked at, so that those the
+/// server closed or that outlived the idle timeout free their sockets even
+/// when no request comes to take them.
+pub const POOL_SWEEP: Duration = Duration::from_secs(2);
 
 /// What a request to the writer ends in: the generation now serving, or why
 /// nothing changed.

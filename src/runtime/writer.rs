@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::discovered::{self, Discovered, Discoveries};
 use super::splits::{self, SplitEditError, SplitOverride};
 use super::{
-    BindError, Command, DNS_REFRESH, ListenerControl, Outcome, ReloadAttempt, ReloadCause,
-    ReloadError, ReloadStatus, ResetScope, Runtime, Snapshot, dns, snapshot,
+    BindError, Command, DNS_REFRESH, ListenerControl, Outcome, POOL_SWEEP, ReloadAttempt,
+    ReloadCause, ReloadError, ReloadStatus, ResetScope, Runtime, Snapshot, dns, snapshot,
 };
 use crate::model::{BackendName, ServerAddress, Topology};
 use crate::state::StateRegistry;
@@ -170,6 +170,9 @@ impl Reloader {
         let mut dns_tick = tokio::time::interval(DNS_REFRESH);
         dns_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         dns_tick.tick().await;
+        let mut pool_tick = tokio::time::interval(POOL_SWEEP);
+        pool_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pool_tick.tick().await;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -181,6 +184,7 @@ impl Reloader {
                     }
                 },
                 _ = dns_tick.tick() => self.refresh_dns(listeners.as_mut()).await,
+                _ = pool_tick.tick() => self.pools.sweep(),
             }
         }
         listeners.close();

@@ -48,6 +48,9 @@ pub enum BodyError {
     /// The client sent nothing for `body_idle` while the proxy waited.
     #[error("client sent no body bytes for {0:?}")]
     Idle(Duration),
+    /// The body's bytes did not match the length it announced.
+    #[error("request body length differs from its announced length")]
+    Short,
 }
 
 impl BodyError {

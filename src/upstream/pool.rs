@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::RequestBody;
+use super::UpstreamConn;
 use crate::model::{BackendName, ServerName};
-
-/// The sending half of an HTTP/1.1 connection to a server.
-pub type UpstreamSender = hyper::client::conn::http1::SendRequest<RequestBody>;
 
 /// How many idle connections one server keeps at most.
 const IDLE_PER_SERVER: usize = 1024;
@@ -35,7 +32,7 @@ pub fn set_lane(lane: usize) {
 #[derive(Debug)]
 pub struct ServerPool {
     pub addr: SocketAddr,
-    lanes: Box<[ArrayQueue<(UpstreamSender, Instant)>]>,
+    lanes: Box<[ArrayQueue<(UpstreamConn, Instant)>]>,
     /// Connections idle longer than this are closed, not reused: it must stay
     /// below the servers' own keep-alive timeout.
     idle_timeout: Duration,
@@ -53,17 +50,17 @@ impl ServerPool {
     }
 
     /// This thread's lane.
-    fn lane(&self) -> &ArrayQueue<(UpstreamSender, Instant)> {
+    fn lane(&self) -> &ArrayQueue<(UpstreamConn, Instant)> {
         &self.lanes[LANE.with(Cell::get) % self.lanes.len()]
     }
 
     /// An idle connection of this thread's lane that is still open and
     /// fresh, if any.
-    pub fn checkout(&self) -> Option<UpstreamSender> {
+    pub fn checkout(&self) -> Option<UpstreamConn> {
         let idle = self.lane();
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < self.idle_timeout {
-                return Some(sender);
+        while let Some((mut conn, since)) = idle.pop() {
+            if since.elapsed() < self.idle_timeout && conn.is_idle_open() {
+                return Some(conn);
             }
         }
         None
@@ -71,10 +68,9 @@ impl ServerPool {
 
     /// Returns a connection whose last response ended cleanly. A full pool
     /// drops it, which closes it.
-    pub fn checkin(&self, sender: UpstreamSender) {
-        if !sender.is_closed() {
-            let _rejected = self.lane().push((sender, Instant::now()));
-        }
+    pub fn checkin(&self, mut conn: UpstreamConn) {
+        conn.shrink_idle();
+        let _rejected = self.lane().push((conn, Instant::now()));
     }
 
     pub fn idle_count(&self) -> usize {
@@ -85,15 +81,23 @@ impl ServerPool {
     /// out and puts it back (closed ones are dropped): for tests and
     /// inspection, never for the request path.
     pub fn open_idle(&self) -> usize {
+        self.sweep()
+    }
+
+    /// Closes the idle connections that the server closed or that waited
+    /// past the idle timeout, in every lane; how many are left. No task
+    /// watches an idle connection, so this is what frees their sockets
+    /// when no request comes to take them.
+    fn sweep(&self) -> usize {
         let mut open = 0;
         for lane in &self.lanes {
             for _ in 0..lane.len() {
-                let Some((sender, since)) = lane.pop() else {
+                let Some((mut conn, since)) = lane.pop() else {
                     break;
                 };
-                if !sender.is_closed() {
+                if since.elapsed() < self.idle_timeout && conn.is_idle_open() {
                     open += 1;
-                    let _full = lane.push((sender, since));
+                    let _full = lane.push((conn, since));
                 }
             }
         }
@@ -134,6 +138,18 @@ impl PoolRegistry {
             map.entry(key)
                 .or_insert_with(|| Arc::new(ServerPool::new(addr, idle_timeout, self.lanes))),
         )
+    }
+
+    /// Closes every pool's idle connections that are closed or expired
+    /// (`ServerPool::sweep`). Run every few seconds off the request path.
+    pub fn sweep(&self) {
+        let pools: Vec<Arc<ServerPool>> = {
+            let map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        for pool in pools {
+            pool.sweep();
+        }
     }
 
     /// Drops the pools no snapshot refers to any more, closing their

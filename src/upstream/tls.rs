@@ -1,6 +1,7 @@
 //! TLS towards servers: `UpstreamTls` (a backend's client config and the
 //! name one server is verified and addressed by, built with the snapshot)
-//! and `UpstreamStream`, the plain or TLS socket hyper's client speaks over.
+//! and `UpstreamStream`, the plain or TLS socket the HTTP/1.1 client
+//! (`proxy::h1_client`) speaks over.
 
 use std::io;
 use std::pin::Pin;
