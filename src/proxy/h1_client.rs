@@ -538,8 +538,28 @@ fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
             // The last coding decides; anything but one `chunked` is
             // refused after the head (`check_response_framing`).
             chunked = Some(last_token(value.as_bytes()).eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION && has_token(value.as_bytes(), b"close") {
-            keep_alive = false;
+        } else if name == header::CONNECTION {
+            // Hop-by-hop, never relayed: one that names nothing but the
+            // connection's persistence is not even stored (the usual
+            // `keep-alive`); one naming other fields is kept for
+            // `rewrite_response` to strip them.
+            let mut names_fields = false;
+            for token in value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    names_fields = true;
+                }
+            }
+            if !names_fields {
+                continue;
+            }
+        } else if name.as_str() == "keep-alive" {
+            continue;
         }
         headers.append(name, value);
     }
@@ -575,12 +595,6 @@ fn last_token(value: &[u8]) -> &[u8] {
         .next()
         .unwrap_or(value)
         .trim_ascii()
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Reads more bytes from the server into `conn.buf`: at least `want` of
@@ -965,6 +979,15 @@ mod tests {
         assert!(matches!(h.framing, Decoder::Chunked(_)));
         let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\n\r\n").expect("head");
         assert!(matches!(h.framing, Decoder::Close) && !h.keep_alive);
+        assert!(h.headers.is_empty(), "persistence alone is not stored");
+        let h = head(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n");
+        assert!(h.expect("head").keep_alive);
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: x-private\r\nx-private: 1\r\n\r\n");
+        assert_eq!(
+            h.expect("head").headers.len(),
+            2,
+            "kept for rewrite_response"
+        );
         let h = head(b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n").expect("head");
         assert!(!h.keep_alive && h.version == Version::HTTP_10);
         assert_eq!(

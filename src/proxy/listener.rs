@@ -27,6 +27,7 @@ use super::body::ProxyBody;
 use super::client_io::{ClientStream, ConnActivity};
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
+use super::signal::Signal;
 use super::tls;
 use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
@@ -392,6 +393,12 @@ impl Conn {
     }
 }
 
+/// Why a connection is shut down before its end.
+enum Stop {
+    Drain,
+    Calm,
+}
+
 /// Runs a hyper connection to its end; on drain, or when the premature
 /// reset ratio trips (`calm`), shuts it down gracefully: GOAWAY or
 /// `Connection: close`, then what is in flight finishes. After a trip the
@@ -408,18 +415,29 @@ where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     tokio::pin!(conn);
+    // Polled only when one of them fires, not at every wake of the
+    // connection (`Signal`).
+    let mut stop = Signal::new(async {
+        tokio::select! {
+            () = shared.drain.cancelled() => Stop::Drain,
+            () = calm.cancelled() => Stop::Calm,
+        }
+    });
     let result = tokio::select! {
+        biased;
         result = conn.as_mut() => result,
-        () = shared.drain.cancelled() => {
-            shut_down(conn.as_mut());
-            conn.await
-        }
-        () = calm.cancelled() => {
-            // GOAWAY ENHANCE_YOUR_CALM, then a short wait, then close.
-            activity.ask_calm();
-            shut_down(conn.as_mut());
-            return tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await.ok();
-        }
+        stop = &mut stop => match stop {
+            Stop::Drain => {
+                shut_down(conn.as_mut());
+                conn.await
+            }
+            Stop::Calm => {
+                // GOAWAY ENHANCE_YOUR_CALM, then a short wait, then close.
+                activity.ask_calm();
+                shut_down(conn.as_mut());
+                return tokio::time::timeout(guard::PREMATURE, conn.as_mut()).await.ok();
+            }
+        },
     };
     Some(result)
 }

@@ -28,6 +28,7 @@ mod normalize;
 mod routing;
 pub mod rules;
 mod service;
+mod signal;
 mod sticky;
 mod tls;
 mod tunnel;
