@@ -104,14 +104,13 @@ pub async fn send(
 /// One request on a connection, up to its response head.
 struct Exchange {
     conn: UpstreamConn,
-    /// The request; `is_written` once it all went out.
+    /// The request, written as far as the socket took it.
     writer: Writer,
-    is_written: bool,
     /// The write failed: kept while the server's answer may still be read
     /// (a server may answer early and close).
     write_error: Option<H1Error>,
-    /// Bytes of a response read so far (the `1xx` ones included).
-    response_bytes: usize,
+    /// A byte of a response came (a `1xx` one included).
+    is_answered: bool,
     is_head: bool,
     upgrade: bool,
 }
@@ -125,10 +124,9 @@ impl Exchange {
     ) -> Self {
         Exchange {
             writer: Writer::new(parts, body),
-            is_written: false,
             conn,
             write_error: None,
-            response_bytes: 0,
+            is_answered: false,
             is_head: parts.method == Method::HEAD,
             upgrade,
         }
@@ -137,7 +135,7 @@ impl Exchange {
     /// The body, when the request may go again: no response byte came and
     /// no body byte was taken from the client.
     fn replayable(&mut self) -> Option<RequestBody> {
-        if self.response_bytes > 0 {
+        if self.is_answered {
             return None;
         }
         (!self.writer.body_polled)
@@ -157,23 +155,19 @@ impl Exchange {
             if !self.conn.buf.is_empty() {
                 match parse_head(&mut self.conn.buf, self.upgrade)? {
                     Parsed::Head(head) => return Poll::Ready(Ok(head)),
-                    Parsed::Interim(len) => {
-                        // 100 Continue, 103 Early Hints: not relayed.
-                        self.response_bytes += len;
-                        continue;
-                    }
+                    // 100 Continue, 103 Early Hints: not relayed.
+                    Parsed::Interim => continue,
                     Parsed::Partial if self.conn.buf.len() >= MAX_HEAD => {
                         return Poll::Ready(Err(H1Error::Invalid("response head too large")));
                     }
                     Parsed::Partial => {}
                 }
             }
-            let before = self.conn.buf.len();
             match ready!(poll_read(&mut self.conn, cx, FIRST_READ)) {
                 Ok(0) => {
                     return Poll::Ready(Err(self.write_error.take().unwrap_or(H1Error::Closed)));
                 }
-                Ok(n) => self.response_bytes = self.response_bytes.max(before + n),
+                Ok(_) => self.is_answered = true,
                 Err(e) => return Poll::Ready(Err(self.write_error.take().unwrap_or(e.into()))),
             }
         }
@@ -185,9 +179,9 @@ impl Exchange {
         if self.write_error.is_some() {
             return;
         }
-        if !self.is_written {
+        if !self.writer.is_done() {
             match self.writer.poll(&mut self.conn.io, cx) {
-                Poll::Ready(Ok(())) => self.is_written = true,
+                Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => self.write_error = Some(e),
                 Poll::Pending => {}
             }
@@ -220,7 +214,7 @@ impl Exchange {
                 && self.write_error.is_none()
                 && !matches!(decoder, Decoder::Close | Decoder::Upgrade),
             conn: Some(self.conn),
-            writer: (!self.is_written).then(|| Box::new(self.writer)),
+            writer: (!self.writer.is_done()).then(|| Box::new(self.writer)),
             decoder,
             failed: None,
         };
@@ -242,6 +236,8 @@ struct Writer {
     /// A frame was taken from the client's body: the request cannot be
     /// sent again.
     body_polled: bool,
+    /// Everything was written and flushed.
+    is_flushed: bool,
     written: u64,
 }
 
@@ -301,8 +297,14 @@ impl Writer {
             body,
             framing,
             body_polled: false,
+            is_flushed: false,
             written: 0,
         }
+    }
+
+    /// The whole request went out, flushed.
+    fn is_done(&self) -> bool {
+        self.is_flushed
     }
 
     /// Ready once the whole request is written.
@@ -333,6 +335,7 @@ impl Writer {
             if self.out.is_empty() {
                 if self.is_body_done {
                     ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                    self.is_flushed = true;
                     return Poll::Ready(Ok(()));
                 }
                 continue;
@@ -467,8 +470,8 @@ struct Head {
 
 enum Parsed {
     Head(Head),
-    /// A `1xx` head, consumed: this many bytes.
-    Interim(usize),
+    /// A `1xx` head, consumed.
+    Interim,
     Partial,
 }
 
@@ -493,7 +496,7 @@ fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
     let status = StatusCode::from_u16(code).map_err(|_| H1Error::Invalid("invalid status"))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         buf.advance(len);
-        return Ok(Parsed::Interim(len));
+        return Ok(Parsed::Interim);
     }
     if status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
         return Err(H1Error::Invalid(
@@ -606,7 +609,7 @@ fn poll_read(
 ) -> Poll<io::Result<usize>> {
     let want = want.clamp(1, MAX_READ);
     if conn.buf.capacity() - conn.buf.len() < want {
-        conn.buf.reserve(want.max(FIRST_READ.min(MAX_READ)));
+        conn.buf.reserve(want.max(FIRST_READ));
     }
     tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
 }
@@ -963,7 +966,7 @@ mod tests {
         let mut buf = BytesMut::from(bytes);
         match parse_head(&mut buf, false) {
             Ok(Parsed::Head(head)) => Ok(head),
-            Ok(Parsed::Interim(_)) => Err("interim"),
+            Ok(Parsed::Interim) => Err("interim"),
             Ok(Parsed::Partial) => Err("partial"),
             Err(e) => Err(e.invalid_reason().unwrap_or("other")),
         }
