@@ -72,7 +72,7 @@ PY
   sleep 1
   local before after
   before=$(rss_kib "$pid")
-  coproc HOLD { python3 "$work/hold.py" "$p" "$n"; }
+  coproc HOLD { exec python3 "$work/hold.py" "$p" "$n"; }
   local hold_pid=$HOLD_PID
   pids+=("$hold_pid")
   read -r line <&"${HOLD[0]}"

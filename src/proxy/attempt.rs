@@ -95,8 +95,16 @@ pub async fn send_with_retries(
         let is_reused = reused.is_some();
         let conn = match reused {
             Some(conn) => Ok(conn),
+            // Boxed: opening a connection is the rare case, and its future
+            // (a TLS handshake's state) would otherwise make every
+            // request's state larger.
             None => {
-                connect::connect(pool.addr, server.tls.as_ref(), backend.timeouts.connect).await
+                Box::pin(connect::connect(
+                    pool.addr,
+                    server.tls.as_ref(),
+                    backend.timeouts.connect,
+                ))
+                .await
             }
         };
         let conn = match conn {

@@ -116,19 +116,24 @@ pub async fn serve(
 }
 
 /// Runs `future`; a panic in it calls `note` with the panic's text and
-/// becomes a 500 that closes the connection.
-async fn catch_panic<F>(future: F, note: impl FnOnce(&str)) -> Response<ProxyBody>
+/// becomes a 500 that closes the connection. A combinator, not an `async
+/// fn`: an `async fn` would hold `future` twice in its state (once as its
+/// argument, once as what it awaits), and this state is allocated for every
+/// request.
+fn catch_panic<F>(future: F, note: impl FnOnce(&str)) -> impl Future<Output = Response<ProxyBody>>
 where
     F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
 {
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
-        Err(panic) => {
-            note(panic_text(panic.as_ref()));
-            internal_error()
-        }
-    }
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .map(|caught| match caught {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(panic) => {
+                note(panic_text(panic.as_ref()));
+                internal_error()
+            }
+        })
 }
 
 fn panic_text(panic: &(dyn Any + Send)) -> &str {
