@@ -87,24 +87,25 @@ pub async fn send_with_retries(
             tried.push(s);
             continue;
         };
-        let connect_started = Instant::now();
         let reused = match is_upgrade || fresh_only {
             true => None,
             false => pool.checkout(),
         };
         let is_reused = reused.is_some();
-        let conn = match reused {
-            Some(conn) => Ok(conn),
+        let (conn, connect) = match reused {
+            Some(conn) => (Ok(conn), Duration::ZERO),
             // Boxed: opening a connection is the rare case, and its future
             // (a TLS handshake's state) would otherwise make every
             // request's state larger.
             None => {
-                Box::pin(connect::connect(
+                let started = Instant::now();
+                let conn = Box::pin(connect::connect(
                     pool.addr,
                     server.tls.as_ref(),
                     backend.timeouts.connect,
                 ))
-                .await
+                .await;
+                (conn, started.elapsed())
             }
         };
         let conn = match conn {
@@ -123,11 +124,6 @@ pub async fn send_with_retries(
             }
         };
         server.state.record_conn_success();
-        let connect = if is_reused {
-            Duration::ZERO
-        } else {
-            connect_started.elapsed()
-        };
         let is_replayable = is_reused && is_idempotent(request.method());
         request.body_mut().count_into(&server.state.counters);
         let in_flight = server.state.counters.begin();

@@ -527,8 +527,7 @@ fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
     let mut chunked = None;
     let mut length: Option<u64> = None;
     for &(ns, ne, vs, ve) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-            .map_err(|_| H1Error::Invalid("invalid header name"))?;
+        let name = header_name(&head[ns as usize..ne as usize])?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| H1Error::Invalid("invalid header value"))?;
         if name == header::CONTENT_LENGTH {
@@ -598,6 +597,33 @@ fn last_token(value: &[u8]) -> &[u8] {
         .next()
         .unwrap_or(value)
         .trim_ascii()
+}
+
+/// A response field's name. The names servers send on nearly every
+/// response, in the two casings they send them in, are matched as they
+/// are; any other goes through `HeaderName::from_bytes` (lowercased,
+/// validated, looked up).
+fn header_name(raw: &[u8]) -> Result<HeaderName, H1Error> {
+    let known = match raw {
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Vary" | b"vary" => header::VARY,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Location" | b"location" => header::LOCATION,
+        _ => {
+            return HeaderName::from_bytes(raw)
+                .map_err(|_| H1Error::Invalid("invalid header name"));
+        }
+    };
+    Ok(known)
 }
 
 /// Reads more bytes from the server into `conn.buf`: at least `want` of
@@ -914,6 +940,47 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_names_match_what_from_bytes_gives() {
+        let names: &[&[u8]] = &[
+            b"Content-Length",
+            b"content-length",
+            b"Content-Type",
+            b"content-type",
+            b"Date",
+            b"date",
+            b"Server",
+            b"server",
+            b"Connection",
+            b"connection",
+            b"Transfer-Encoding",
+            b"transfer-encoding",
+            b"Cache-Control",
+            b"cache-control",
+            b"Content-Encoding",
+            b"content-encoding",
+            b"ETag",
+            b"etag",
+            b"Last-Modified",
+            b"last-modified",
+            b"Vary",
+            b"vary",
+            b"Set-Cookie",
+            b"set-cookie",
+            b"Location",
+            b"location",
+            b"CONTENT-length",
+            b"X-Custom",
+            b"x-custom",
+        ];
+        for &raw in names {
+            let expected = HeaderName::from_bytes(raw).expect("valid name");
+            assert_eq!(header_name(raw).expect("valid name"), expected, "{raw:?}");
+        }
+        assert!(header_name(b"bad name").is_err());
+        assert!(header_name(b"").is_err());
+    }
 
     /// Feeds `input` to a chunked decoder `step` bytes at a time; the data
     /// it gives, or its error.

@@ -243,11 +243,13 @@ pub fn rewrite_request(
     strip(headers, |name| {
         name == header::CONTENT_LENGTH || name == header::EXPECT
     });
-    if !headers.contains_key(header::HOST) {
-        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            headers.insert(header::HOST, value);
-        }
-    }
+    // One lookup of `Host`: the client's, or the target's authority.
+    let host = match headers.entry(header::HOST) {
+        header::Entry::Occupied(entry) => Some(entry.get().clone()),
+        header::Entry::Vacant(entry) => authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .map(|value| entry.insert(value).clone()),
+    };
     if fwd.add_forwarded {
         if fwd.is_peer_trusted {
             append_forwarded_for(headers, fwd.peer_ip);
@@ -256,7 +258,7 @@ pub fn rewrite_request(
         }
         let proto = if fwd.is_tls { "https" } else { "http" };
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        match headers.get(header::HOST).cloned() {
+        match host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host),
             None => headers.remove(&X_FORWARDED_HOST),
         };

@@ -139,7 +139,10 @@ pub(super) fn route<'s>(
         ));
     }
     let path = normalize_path(request.uri().path()).map_err(ProxyError::BadPath)?;
-    let host = headers::routing_host(request.uri(), request.headers());
+    let host = match frontend.routes_on_host {
+        true => headers::routing_host(request.uri(), request.headers()),
+        false => None,
+    };
     let query = request.uri().query();
     let view = RequestView {
         host: host.as_deref(),

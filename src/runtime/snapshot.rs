@@ -36,6 +36,9 @@ pub struct FrontendPlan {
     pub name: FrontendName,
     pub listen: SocketAddr,
     pub routes: Box<[RoutePlan]>,
+    /// Some route matches on the host: only then is a request's host
+    /// worked out for routing.
+    pub routes_on_host: bool,
     pub default_target: Option<TargetPlan>,
     pub forward_headers: bool,
     pub timeouts: FrontendTimeouts,
@@ -161,6 +164,7 @@ impl Snapshot {
                         target: build_target(&r.target),
                     })
                     .collect(),
+                routes_on_host: f.routes.iter().any(|r| r.host.is_some()),
                 default_target: f.default_target.as_ref().map(build_target),
                 forward_headers: f.forward_headers,
                 timeouts: f.timeouts,
