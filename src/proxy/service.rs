@@ -357,6 +357,12 @@ fn prepare(
         )
     });
     let (mut parts, body) = request.into_parts();
+    // Room for what the proxy adds (`X-Forwarded-*`, the request id): a new
+    // connection's first map grows once, not once per field (hyper reuses
+    // a connection's maps, which then have the room).
+    if parts.headers.capacity() < parts.headers.len() + 4 {
+        parts.headers.reserve(4);
+    }
     let authority = parts.uri.authority().cloned();
     parts.uri = origin_form;
     parts.version = Version::HTTP_11;
