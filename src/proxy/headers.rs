@@ -243,13 +243,16 @@ pub fn rewrite_request(
     strip(headers, |name| {
         name == header::CONTENT_LENGTH || name == header::EXPECT
     });
-    // One lookup of `Host`: the client's, or the target's authority.
+    // One lookup of `Host`: the client's, or the target's authority; kept
+    // for `X-Forwarded-Host` only when that is sent.
     let host = match headers.entry(header::HOST) {
-        header::Entry::Occupied(entry) => Some(entry.get().clone()),
+        header::Entry::Occupied(entry) => Some(entry.into_mut()),
         header::Entry::Vacant(entry) => authority
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .map(|value| entry.insert(value).clone()),
-    };
+            .map(|value| entry.insert(value)),
+    }
+    .filter(|_| fwd.add_forwarded)
+    .cloned();
     if fwd.add_forwarded {
         if fwd.is_peer_trusted {
             append_forwarded_for(headers, fwd.peer_ip);
