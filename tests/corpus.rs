@@ -139,10 +139,7 @@ async fn proxy_and_capture() -> (switchyard::app::Running, Capture) {
 /// Waits for the backend to finish, then checks what it received against
 /// the case (or writes it, when blessing).
 async fn check_upstream(case: &Case, capture: &Capture, failures: &mut Vec<String>) {
-    eventually("the backend is done", || async {
-        capture.open.load(Ordering::SeqCst) == 0
-    })
-    .await;
+    capture.settle().await;
     let received = capture.take();
     let bless = std::env::var_os("CORPUS_BLESS").is_some();
     let all = || received.iter().map(|b| shown(b)).collect::<Vec<_>>();
@@ -339,10 +336,7 @@ async fn a_content_length_contradicted_after_forwarding_aborts_the_upstream_requ
         matches!(got, Some(Ok(Outcome::Reset(1)))),
         "expected RST_STREAM PROTOCOL_ERROR, got {got:?}"
     );
-    eventually("the upstream connection ends", || async {
-        capture.open.load(Ordering::SeqCst) == 0
-    })
-    .await;
+    capture.settle().await;
     assert_eq!(
         capture.take().iter().map(|b| shown(b)).collect::<Vec<_>>(),
         [shown(forwarded)],

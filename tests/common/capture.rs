@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// `Connection: close` and closes.
 #[derive(Clone, Default)]
 pub struct Capture {
+    addr: Option<SocketAddr>,
     pub received: Arc<Mutex<Vec<Vec<u8>>>>,
     pub open: Arc<AtomicUsize>,
     /// Bytes read so far, over all connections.
@@ -24,7 +25,10 @@ impl Capture {
     pub async fn start() -> (SocketAddr, Capture) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let capture = Capture::default();
+        let capture = Capture {
+            addr: Some(addr),
+            ..Capture::default()
+        };
         let c = capture.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -58,14 +62,35 @@ impl Capture {
         self.open.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// What each connection but the probe's received.
+    /// Waits until every connection made to the backend so far has been
+    /// served to its end. The proxy may connect and give up before the
+    /// backend accepts (the kernel completes the handshake on its own), so
+    /// `open` alone can read 0 while a connection waits in the accept
+    /// queue. The queue is first in, first out: once a connection of our
+    /// own has been answered, every earlier one has been accepted.
+    pub async fn settle(&self) {
+        let addr = self.addr.expect("a started capture");
+        let mut barrier = TcpStream::connect(addr).await.unwrap();
+        barrier.write_all(BARRIER).await.unwrap();
+        let mut answer = Vec::new();
+        barrier.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "barrier answered");
+        crate::common::eventually("the backend is done", || async {
+            self.open.load(Ordering::SeqCst) == 0
+        })
+        .await;
+    }
+
+    /// What each connection but the probe's and the barrier's received.
     pub fn take(&self) -> Vec<Vec<u8>> {
         let mut all = self.received.lock().unwrap();
         all.drain(..)
-            .filter(|b| !b.starts_with(b"GET /probe "))
+            .filter(|b| !b.starts_with(b"GET /probe ") && b != BARRIER)
             .collect()
     }
 }
+
+const BARRIER: &[u8] = b"GET /barrier HTTP/1.1\r\n\r\n";
 
 /// Where the request in `bytes` ends, once it is complete.
 fn request_end(bytes: &[u8]) -> Option<usize> {
