@@ -11,7 +11,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked && strip target/release/switchyard
+COPY examples ./examples
+COPY scripts/build-release.sh ./scripts/
+# Profile-guided: an instrumented build serves examples/pgo_workload.rs first.
+RUN scripts/build-release.sh && strip target/release/switchyard
 
 FROM debian:bookworm-slim
 RUN groupadd --system --gid 10001 switchyard \

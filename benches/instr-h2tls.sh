@@ -6,7 +6,7 @@
 # ALPN h2); the difference divided by N2-N1 removes start-up, handshakes
 # and shutdown. Two nginx origins answer a small body over HTTP/1.1.
 #
-#   cargo build --release
+#   scripts/build-release.sh
 #   SWITCHYARD_BIN=target/release/switchyard benches/instr-h2tls.sh [haproxy] [switchyard]
 #
 # KEEP=dir keeps the callgrind files (for callgrind_annotate) in dir.

@@ -9,7 +9,7 @@
 # BENCH_ACCESS_LOG=text (or json) turns the access log on, one line per
 # request on stdout, to measure its cost beside the default figure.
 #
-#   cargo build --release
+#   scripts/build-release.sh        (the release build users get: profile-guided)
 #   CANDIDATE_NAME=switchyard CANDIDATE_PORT=18090 \
 #   CANDIDATE_CMD="$PWD/benches/switchyard-bench.sh" ../shared/bench/proxy-bench.sh
 set -euo pipefail

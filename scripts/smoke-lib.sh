@@ -88,7 +88,8 @@ eventually() {
     done
 }
 
-# Builds the image `$image`: the release binary (or SWITCHYARD_SMOKE_BINARY,
+# Builds the image `$image`: the release binary, built as users get it by
+# scripts/build-release.sh (or SWITCHYARD_SMOKE_BINARY,
 # a binary built already: a developer's shortcut), stripped, with the shared
 # libraries it links, FROM scratch, with the real Dockerfile's runtime
 # instructions; /etc/switchyard holds the directory $1 when given.
@@ -98,7 +99,7 @@ pack_image() {
     if [ -n "${SWITCHYARD_SMOKE_BINARY:-}" ]; then
         binary="$SWITCHYARD_SMOKE_BINARY"
     else
-        quietly cargo build --release --locked
+        quietly "$root/scripts/build-release.sh"
         binary="$root/target/release/switchyard"
     fi
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Per request: user-space instructions, L1 instruction- and data-cache misses
+# and mispredicted branches, from callgrind's cache and branch simulation
+# (32 KiB 8-way L1 caches, as on this machine). Like the instruction counts,
+# they are repeatable whatever else the machine does. Runs an instruction
+# script (../shared/bench/instr-per-req.sh by default, or
+# benches/instr-h2tls.sh) with a `valgrind` on PATH that adds the simulation
+# and keeps the callgrind files, then takes the difference between its N1 and
+# N2 runs per target, as the script does for instructions.
+#
+#   scripts/build-release.sh
+#   SWITCHYARD_BIN=target/release/switchyard benches/cache-per-req.sh haproxy nginx switchyard
+#   SCRIPT=benches/instr-h2tls.sh SWITCHYARD_BIN=... benches/cache-per-req.sh haproxy switchyard
+#
+# Prints one line per target: instructions, I1 misses, D1 read and write
+# misses, mispredicted conditional and indirect branches, per request.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+script="${SCRIPT:-$here/../shared/bench/instr-per-req.sh}"
+command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+real="$(command -v valgrind)"
+keep="$(mktemp -d /tmp/cache-per-req.XXXXXX)"
+trap 'rm -rf "$keep"' EXIT
+mkdir -p "$keep/bin" "$keep/cg"
+# The script's output file becomes a link to one kept here; `exec` keeps
+# the process the script signals.
+cat >"$keep/bin/valgrind" <<EOF
+#!/usr/bin/env bash
+args=()
+for a in "\$@"; do
+  case \$a in
+    --callgrind-out-file=*)
+      o="\${a#*=}"; k="$keep/cg/\$(basename "\$o")"
+      ln -sf "\$k" "\$o"; args+=("--callgrind-out-file=\$k") ;;
+    *) args+=("\$a") ;;
+  esac
+done
+exec "$real" --cache-sim=yes --branch-sim=yes "\${args[@]}"
+EOF
+chmod +x "$keep/bin/valgrind"
+export N1="${N1:-2000}" N2="${N2:-10000}"
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(haproxy switchyard)
+PATH="$keep/bin:$PATH" "$script" "${targets[@]}" >"$keep/script.out"
+printf '%-12s %9s %7s %7s %7s %7s %7s\n' target Ir I1mr D1mr D1mw Bcm Bim
+for t in "${targets[@]}"; do
+  a="$keep/cg/$t.$N1.cg" b="$keep/cg/$t.$N2.cg"
+  if [ ! -s "$a" ] || [ ! -s "$b" ]; then echo "$t no figure"; continue; fi
+  python3 - "$t" "$a" "$b" "$N1" "$N2" <<'PY'
+import sys
+t, a, b, n1, n2 = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+def read(path):
+    events = summary = None
+    for line in open(path, errors="replace"):
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith("summary:"):
+            summary = [int(x) for x in line.split()[1:]]
+    return dict(zip(events, summary))
+x, y = read(a), read(b)
+per = {k: (y[k] - x[k]) / (n2 - n1) for k in y}
+print(f"{t:<12} {per['Ir']:9.0f} {per['I1mr']:7.0f} {per['D1mr']:7.0f} {per['D1mw']:7.0f} {per['Bcm']:7.0f} {per['Bim']:7.0f}")
+PY
+done
