@@ -5,7 +5,7 @@
 //! client right after they start (rapid reset that gets past h2's own
 //! pending-accept limit).
 //! Invariant: nothing here locks; a connection's `ResetWatch` is only
-//! atomics and one cancellation token.
+//! atomics and, on HTTP/2, one cancellation token.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -33,17 +33,28 @@ pub const MIN_STREAMS: u32 = 100;
 
 /// Streams started and reset early on one connection; trips when more than
 /// half of at least `MIN_STREAMS` streams were reset within `PREMATURE`.
+/// Only HTTP/2 has streams: an HTTP/1 connection's watch has no token (a
+/// token per connection is an allocation and a registration that nothing
+/// would ever cancel).
 #[derive(Debug, Default)]
 pub struct ResetWatch {
     started: AtomicU32,
     premature: AtomicU32,
-    tripped: CancellationToken,
+    tripped: Option<CancellationToken>,
 }
 
 impl ResetWatch {
-    /// Cancelled when the connection should go away.
-    pub fn tripped(&self) -> &CancellationToken {
-        &self.tripped
+    /// The watch of an HTTP/2 connection.
+    pub fn for_http2() -> Self {
+        ResetWatch {
+            tripped: Some(CancellationToken::new()),
+            ..ResetWatch::default()
+        }
+    }
+
+    /// Cancelled when the connection should go away; `None` on HTTP/1.
+    pub fn tripped(&self) -> Option<&CancellationToken> {
+        self.tripped.as_ref()
     }
 
     fn start(&self) {
@@ -54,13 +65,16 @@ impl ResetWatch {
     fn reset_early(&self) {
         let premature = self.premature.fetch_add(1, Ordering::Relaxed) + 1;
         let started = self.started.load(Ordering::Relaxed);
-        if is_abusive(started, premature) && !self.tripped.is_cancelled() {
+        let Some(tripped) = &self.tripped else {
+            return;
+        };
+        if is_abusive(started, premature) && !tripped.is_cancelled() {
             tracing::warn!(
                 started,
                 premature,
                 "most HTTP/2 streams reset right after they started; closing the connection"
             );
-            self.tripped.cancel();
+            tripped.cancel();
         }
     }
 }
@@ -180,19 +194,27 @@ mod tests {
 
     #[test]
     fn the_watch_trips_once_the_ratio_is_passed() {
-        let watch = ResetWatch::default();
+        let watch = ResetWatch::for_http2();
+        let tripped = watch.tripped().expect("an HTTP/2 watch has a token");
         for _ in 0..MIN_STREAMS {
             watch.start();
         }
         for _ in 0..50 {
             watch.reset_early();
         }
-        assert!(
-            !watch.tripped().is_cancelled(),
-            "half is not more than half"
-        );
+        assert!(!tripped.is_cancelled(), "half is not more than half");
         watch.reset_early();
-        assert!(watch.tripped().is_cancelled());
+        assert!(tripped.is_cancelled());
+    }
+
+    #[test]
+    fn an_http1_watch_has_nothing_to_trip() {
+        let watch = ResetWatch::default();
+        for _ in 0..MIN_STREAMS {
+            watch.start();
+            watch.reset_early();
+        }
+        assert!(watch.tripped().is_none());
     }
 
     #[tokio::test]

@@ -322,7 +322,9 @@ fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
 
 /// An IP address as a header value: formatted on the stack, then one
 /// allocation that carries its own count, so the clones into each request's
-/// `X-Forwarded-For` allocate nothing.
+/// `X-Forwarded-For` allocate nothing. IPv4 is written digit by digit:
+/// `Display` through `fmt` costs about a thousand instructions, once per
+/// connection.
 fn ip_text(ip: std::net::IpAddr) -> HeaderValue {
     /// The longest text of an IPv6 address (with an embedded IPv4 one).
     const MAX: usize = 45;
@@ -333,13 +335,41 @@ fn ip_text(ip: std::net::IpAddr) -> HeaderValue {
         }
     }
     let mut buf = [0u8; MAX];
-    let mut rest = &mut buf[..];
-    let len = match std::io::Write::write_fmt(&mut rest, format_args!("{ip}")) {
-        Ok(()) => MAX - rest.len(),
-        Err(_) => return HeaderValue::from_static("unknown"),
+    let len = match ip {
+        std::net::IpAddr::V4(v4) => ipv4_text(v4, &mut buf),
+        std::net::IpAddr::V6(_) => {
+            let mut rest = &mut buf[..];
+            match std::io::Write::write_fmt(&mut rest, format_args!("{ip}")) {
+                Ok(()) => MAX - rest.len(),
+                Err(_) => return HeaderValue::from_static("unknown"),
+            }
+        }
     };
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Text(buf, len)))
         .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Writes `ip` in dotted decimal at the start of `buf` (which holds the
+/// longest, 15 bytes) and returns its length.
+fn ipv4_text(ip: std::net::Ipv4Addr, buf: &mut [u8]) -> usize {
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    len
 }
 
 impl Conn {
@@ -369,14 +399,17 @@ impl Conn {
         };
         let ctx = Arc::new(ConnContext {
             activity,
-            resets: ResetWatch::default(),
+            resets: match is_h2 {
+                true => ResetWatch::for_http2(),
+                false => ResetWatch::default(),
+            },
             peer_ip: ip_text(peer.ip()),
             shared: Arc::clone(&shared),
             listen,
             peer,
             is_tls,
         });
-        let calm = ctx.resets.tripped().clone();
+        let calm = ctx.resets.tripped().cloned();
         let conn_activity = Arc::clone(&ctx.activity);
         let service = service_fn(move |request| -> ServeFuture {
             boxed_in_place(|| guard::serve(Arc::clone(&ctx), request))
@@ -425,12 +458,13 @@ enum Stop {
 /// reset ratio trips (`calm`), shuts it down gracefully: GOAWAY or
 /// `Connection: close`, then what is in flight finishes. After a trip the
 /// socket turns hyper's GOAWAY into `ENHANCE_YOUR_CALM` (`goaway`), and
-/// the connection gets `PREMATURE` at most, then closes (`None`).
+/// the connection gets `PREMATURE` at most, then closes (`None`). Only
+/// HTTP/2 has a `calm` token.
 async fn drive<C>(
     conn: C,
     shut_down: fn(Pin<&mut C>),
     shared: &Shared,
-    calm: CancellationToken,
+    calm: Option<CancellationToken>,
     activity: &ConnActivity,
 ) -> Option<Result<(), hyper::Error>>
 where
@@ -440,6 +474,10 @@ where
     // Polled only when one of them fires, not at every wake of the
     // connection (`Signal`).
     let mut stop = Signal::new(async {
+        let Some(calm) = calm else {
+            shared.drain.cancelled().await;
+            return Stop::Drain;
+        };
         tokio::select! {
             () = shared.drain.cancelled() => Stop::Drain,
             () = calm.cancelled() => Stop::Calm,
@@ -518,9 +556,15 @@ mod tests {
 
     #[test]
     fn ip_text_is_the_address_as_displayed() {
+        for octet in 0..=255u8 {
+            let ip = std::net::IpAddr::from([octet, 0, 10, octet]);
+            assert_eq!(ip_text(ip), ip.to_string().as_str());
+        }
         for text in [
             "127.0.0.1",
             "255.255.255.255",
+            "0.0.0.0",
+            "100.99.10.9",
             "::1",
             "::ffff:10.0.0.1",
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
