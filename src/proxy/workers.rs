@@ -9,9 +9,13 @@
 //! Embedded starts (tests, `demo`) serve on the caller's runtime instead.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+/// How far ahead each worker always has a timer due (`anchor_timers`).
+const TIMER_ANCHOR: Duration = Duration::from_secs(1);
 
 /// The runtimes that serve client connections.
 #[derive(Debug)]
@@ -54,7 +58,12 @@ impl Workers {
                 .spawn(move || {
                     crate::upstream::set_lane(index);
                     let _ = running.send(());
-                    let _ = runtime.block_on(stopped);
+                    runtime.block_on(async {
+                        tokio::select! {
+                            _ = stopped => {}
+                            never = anchor_timers() => match never {},
+                        }
+                    });
                     // Dropping the runtime cuts what is still running on it.
                     drop(runtime);
                 })?;
@@ -93,5 +102,21 @@ impl Workers {
             }
         });
         let _ = joined.await;
+    }
+}
+
+/// Keeps a timer due within `TIMER_ANCHOR` on the worker's runtime, for
+/// good. tokio's time driver wakes its own thread (an eventfd write, then
+/// an extra `epoll_wait`) whenever a timer is set to fire before every
+/// timer it had when it last went to sleep, and into an empty wheel every
+/// timer does. A worker whose connections each carry one request often
+/// has no timer at all, and then set two per connection (the client's read
+/// deadline and the server's response timeout), each waking the thread:
+/// about two syscalls per connection. With the anchor, only timers shorter
+/// than a second can do that (every default is longer), for the price of
+/// one wake a second.
+async fn anchor_timers() -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(TIMER_ANCHOR).await;
     }
 }
