@@ -174,10 +174,10 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[derive(Debug)]
 pub struct ClientStream<S = TcpStream> {
     /// The first bytes, read to tell HTTP/1 from HTTP/2 and handed out
-    /// again by the first reads (`sniffed[at..len]`).
-    sniffed: [u8; PREFACE.len()],
-    sniffed_at: u8,
-    sniffed_len: u8,
+    /// again by the first reads (`sniffed[at..]`); emptied (and freed)
+    /// once handed out.
+    sniffed: Vec<u8>,
+    sniffed_at: usize,
     inner: S,
     activity: Arc<ConnActivity>,
     timer: Pin<Box<Sleep>>,
@@ -197,9 +197,8 @@ impl<S> ClientStream<S> {
     pub fn new(inner: S, activity: Arc<ConnActivity>) -> Self {
         let first = activity.deadline().unwrap_or_else(Instant::now);
         ClientStream {
-            sniffed: [0; PREFACE.len()],
+            sniffed: Vec::new(),
             sniffed_at: 0,
-            sniffed_len: 0,
             inner,
             activity,
             timer: Box::pin(tokio::time::sleep_until(first.into())),
@@ -230,22 +229,28 @@ impl<S: AsyncRead + Unpin> ClientStream<S> {
         Ok(is_h2)
     }
 
+    /// Each read takes all the socket has, up to `SNIFF_READ`, into the
+    /// worker's scratch buffer, and keeps what came in a buffer of its size:
+    /// a head that arrived whole costs one read, where reading just the 24
+    /// bytes that tell the protocol would cost a second one for the rest.
     fn poll_sniff(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            let have = usize::from(self.sniffed_len);
+            let have = self.sniffed.len().min(PREFACE.len());
             if self.sniffed[..have] != PREFACE[..have] {
                 return Poll::Ready(Ok(false));
             }
             if have == PREFACE.len() {
                 return Poll::Ready(Ok(true));
             }
-            let mut buf = ReadBuf::new(&mut self.sniffed[have..]);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
-                Poll::Ready(Ok(())) => {
-                    // At most 24 bytes in all.
-                    self.sniffed_len += buf.filled().len() as u8;
-                }
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                let polled = Pin::new(&mut self.inner).poll_read(cx, &mut buf);
+                self.sniffed.extend_from_slice(buf.filled());
+                polled.map_ok(|()| buf.filled().len())
+            });
+            match read {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(false)),
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     return match self.poll_deadline(cx) {
@@ -257,23 +262,33 @@ impl<S: AsyncRead + Unpin> ClientStream<S> {
         }
     }
 
-    /// Hands out sniffed bytes not yet read, then reads on from the socket
-    /// into the same buffer if it has bytes ready, so a head that arrived
-    /// whole reaches hyper whole. An error on that second read is left for
-    /// the next read to meet.
-    fn poll_sniffed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> bool {
-        let pending = &self.sniffed[usize::from(self.sniffed_at)..usize::from(self.sniffed_len)];
+    /// Hands out sniffed bytes not yet read; `false` when there are none.
+    /// No read from the socket follows in the same call: the sniffing read
+    /// took all it had.
+    fn poll_sniffed(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let pending = &self.sniffed[self.sniffed_at..];
         if pending.is_empty() {
             return false;
         }
         let n = pending.len().min(buf.remaining());
         buf.put_slice(&pending[..n]);
-        self.sniffed_at += n as u8;
-        if buf.remaining() > 0 {
-            let _more = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.sniffed_at += n;
+        if self.sniffed_at == self.sniffed.len() {
+            self.sniffed = Vec::new();
+            self.sniffed_at = 0;
         }
         true
     }
+}
+
+/// Most bytes the sniffing read takes: hyper's first read buffer.
+const SNIFF_READ: usize = 8192;
+
+thread_local! {
+    /// Where sniffing reads land before they are kept at their size; one
+    /// per worker thread, used only inside one synchronous read.
+    static SCRATCH: std::cell::RefCell<[u8; SNIFF_READ]> =
+        const { std::cell::RefCell::new([0; SNIFF_READ]) };
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
@@ -284,7 +299,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = match this.poll_sniffed(cx, buf) {
+        let polled = match this.poll_sniffed(buf) {
             true => Poll::Ready(Ok(())),
             false => Pin::new(&mut this.inner).poll_read(cx, buf),
         };
@@ -532,6 +547,28 @@ mod tests {
         assert!(is_h2);
         let n = io.read(&mut buf).await.expect("read");
         assert_eq!(&buf[..n], PREFACE);
+    }
+
+    #[tokio::test]
+    async fn a_head_longer_than_one_read_reaches_hyper_whole_and_the_copy_is_freed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut head = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+        head.resize(SNIFF_READ + 1000, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let (mut client, server) = tokio::io::duplex(2 * SNIFF_READ);
+        client.write_all(&head).await.expect("write");
+        let mut io = ClientStream::new(server, ConnActivity::new(&TIMEOUTS));
+        assert!(!io.is_http2().await.expect("sniffed"));
+        assert_eq!(io.sniffed.len(), SNIFF_READ, "one sniffing read, at most");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        while got.len() < head.len() {
+            let n = io.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the head ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, head);
+        assert_eq!(io.sniffed.capacity(), 0, "the sniffed copy is freed");
     }
 
     #[test]
