@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# What a request costs when each one comes on a new connection (the
+# `close-c64` scenario of ../shared/bench), for HAProxy and Switchyard, in
+# two figures that the machine's noise does not move:
+#
+#   instr     user-space instructions per request, counted by callgrind: each
+#             proxy runs under valgrind twice, under `wrk -H "Connection:
+#             close"` for D1 and then D2 seconds; the difference in
+#             instructions divided by the difference in requests removes
+#             start-up and shutdown.
+#   syscalls  system calls per request, every thread of the proxy, counted by
+#             `strace -c -f` over a run of D2 seconds (strace slows the proxy
+#             down, not the count per request).
+#
+#   scripts/build-release.sh
+#   SWITCHYARD_BIN=target/release/switchyard benches/close-per-req.sh instr|syscalls [haproxy] [switchyard]
+#
+# CONNS sets wrk's connections (16). KEEP=dir keeps the callgrind files in
+# dir. Two nginx origins answer a small body over HTTP/1.1. Needs valgrind
+# or strace, wrk, nginx and haproxy (Debian packages; installed if missing).
+set -u
+mode=${1:-}
+case $mode in
+  instr) tool=valgrind:valgrind ;;
+  syscalls) tool=strace:strace ;;
+  *) echo "usage: $0 instr|syscalls [haproxy] [switchyard]"; exit 2 ;;
+esac
+shift
+need=""
+for c in $tool wrk:wrk nginx:nginx haproxy:haproxy; do
+  command -v "${c%%:*}" >/dev/null 2>&1 || need="$need ${c#*:}"
+done
+if [ -n "$need" ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; } >/dev/null 2>&1 || { echo "cannot install:$need"; exit 1; }
+fi
+D1=${D1:-3}; D2=${D2:-9}; CONNS=${CONNS:-16}
+targets=${*:-haproxy switchyard}
+W=$(mktemp -d /tmp/close-per-req.XXXXXX)
+trap 'for f in $W/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
+# The proxy's config sits alone in conf/: Switchyard watches its directory,
+# and the counts written to out/ must not wake it.
+mkdir -p "$W/logs" "$W/conf" "$W/out"
+for i in 1 2; do
+  cat > "$W/origin$i.conf" <<EOF
+worker_processes 1; daemon on; pid $W/origin$i.pid; error_log $W/logs/o$i.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000;
+  client_body_temp_path $W/cb$i; proxy_temp_path $W/pt$i; fastcgi_temp_path $W/ft$i; uwsgi_temp_path $W/ut$i; scgi_temp_path $W/st$i;
+  server { listen 127.0.0.1:1960$i backlog=4096; location / { return 200 "origin=$i\n"; } } }
+EOF
+  nginx -c "$W/origin$i.conf" -p "$W" || { echo "origin $i failed"; exit 1; }
+done
+port=19610
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# target port out -> starts the proxy (under callgrind in instr mode), writes its pid
+start() {
+  local t=$1 p=$2 out=$3 wrap=()
+  [ "$mode" = instr ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$out")
+  case $t in
+    haproxy)
+      cat > "$W/conf/h.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$p
+  default_backend origins
+backend origins
+  balance roundrobin
+  server o1 127.0.0.1:19601
+  server o2 127.0.0.1:19602
+EOF
+      "${wrap[@]}" haproxy -db -f "$W/conf/h.cfg" >"$W/logs/$t.log" 2>&1 &
+      ;;
+    switchyard)
+      cat > "$W/conf/s.toml" <<EOF
+[global]
+access_log = "off"
+[admin]
+listen = "127.0.0.1:$((p + 50))"
+[[frontend]]
+name = "web"
+listen = "127.0.0.1:$p"
+default_backend = "app"
+[[backend]]
+name = "app"
+  [[backend.server]]
+  name = "o1"
+  address = "127.0.0.1:19601"
+  [[backend.server]]
+  name = "o2"
+  address = "127.0.0.1:19602"
+EOF
+      SWITCHYARD_ADMIN_TOKEN=close-token-123456 "${wrap[@]}" \
+        "${SWITCHYARD_BIN:?}" run -c "$W/conf/s.toml" --threads 1 --state-dir "$W/state" >"$W/logs/$t.log" 2>&1 &
+      ;;
+  esac
+  echo $! > "$W/$t.pid"
+  wait_port "$p"
+}
+stop() {
+  kill -INT "$(cat "$W/$1.pid")" 2>/dev/null; sleep 1; kill -TERM "$(cat "$W/$1.pid")" 2>/dev/null
+  wait "$(cat "$W/$1.pid")" 2>/dev/null
+}
+# seconds log -> requests wrk completed
+load() {
+  wrk -t1 -c"$CONNS" -d"$1"s -H "Connection: close" "http://127.0.0.1:$port/" >"$2" 2>&1
+  awk '/requests in/{print $1}' "$2"
+}
+for t in $targets; do
+  if [ "$mode" = syscalls ]; then
+    port=$((port + 1))
+    start "$t" "$port" "" || { echo "$t did not start"; tail -5 "$W/logs/$t.log"; continue; }
+    strace -c -f -p "$(cat "$W/$t.pid")" -o "$W/out/$t.strace" 2>/dev/null &
+    tracer=$!
+    sleep 1
+    n=$(load "$D2" "$W/logs/$t.wrk")
+    kill -INT "$tracer"; wait "$tracer" 2>/dev/null
+    stop "$t"
+    echo "$t: $n requests; system calls per request:"
+    awk -v n="$n" '$4 ~ /^[0-9]+$/ && $NF != "total" && $4 / n >= 0.01 { printf "  %-14s %.2f\n", $NF, $4 / n }' "$W/out/$t.strace"
+    continue
+  fi
+  counts=(); reqs=()
+  for d in $D1 $D2; do
+    port=$((port + 1)); out="$W/out/$t.$d.cg"
+    start "$t" "$port" "$out" || { echo "$t did not start"; tail -5 "$W/logs/$t.log"; continue 2; }
+    reqs+=("$(load "$d" "$W/logs/$t.$d.wrk")")
+    stop "$t"
+    for _ in $(seq 1 100); do [ -s "$out" ] && grep -q '^summary:' "$out" && break; sleep 0.2; done
+    counts+=("$(grep -m1 '^summary:' "$out" | awk '{print $2}')")
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/"
+  done
+  if [ -n "${counts[0]}" ] && [ -n "${counts[1]}" ] && [ "${reqs[1]:-0}" -gt "${reqs[0]:-0}" ]; then
+    echo "$t $(( (counts[1] - counts[0]) / (reqs[1] - reqs[0]) ))"
+  else
+    echo "$t no figure"
+  fi
+done
