@@ -26,13 +26,9 @@ case $mode in
   *) echo "usage: $0 instr|syscalls [haproxy] [switchyard]"; exit 2 ;;
 esac
 shift
-need=""
-for c in $tool wrk:wrk nginx:nginx haproxy:haproxy; do
-  command -v "${c%%:*}" >/dev/null 2>&1 || need="$need ${c#*:}"
-done
-if [ -n "$need" ]; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; } >/dev/null 2>&1 || { echo "cannot install:$need"; exit 1; }
-fi
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/peers-lib.sh"
+need "$tool" wrk:wrk nginx:nginx haproxy:haproxy
 D1=${D1:-3}; D2=${D2:-9}; CONNS=${CONNS:-16}
 targets=${*:-haproxy switchyard}
 W=$(mktemp -d /tmp/close-per-req.XXXXXX)
@@ -40,65 +36,19 @@ trap 'for f in $W/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done;
 # The proxy's config sits alone in conf/: Switchyard watches its directory,
 # and the counts written to out/ must not wake it.
 mkdir -p "$W/logs" "$W/conf" "$W/out"
-for i in 1 2; do
-  cat > "$W/origin$i.conf" <<EOF
-worker_processes 1; daemon on; pid $W/origin$i.pid; error_log $W/logs/o$i.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000000;
-  client_body_temp_path $W/cb$i; proxy_temp_path $W/pt$i; fastcgi_temp_path $W/ft$i; uwsgi_temp_path $W/ut$i; scgi_temp_path $W/st$i;
-  server { listen 127.0.0.1:1960$i backlog=4096; location / { return 200 "origin=$i\n"; } } }
-EOF
-  nginx -c "$W/origin$i.conf" -p "$W" || { echo "origin $i failed"; exit 1; }
-done
+start_origins "$W" 19601 19602
 port=19610
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # target port out -> starts the proxy (under callgrind in instr mode), writes its pid
 start() {
   local t=$1 p=$2 out=$3 wrap=()
   [ "$mode" = instr ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$out")
   case $t in
     haproxy)
-      cat > "$W/conf/h.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$p
-  default_backend origins
-backend origins
-  balance roundrobin
-  server o1 127.0.0.1:19601
-  server o2 127.0.0.1:19602
-EOF
+      haproxy_cfg "$p" 19601 19602 > "$W/conf/h.cfg"
       "${wrap[@]}" haproxy -db -f "$W/conf/h.cfg" >"$W/logs/$t.log" 2>&1 &
       ;;
     switchyard)
-      cat > "$W/conf/s.toml" <<EOF
-[global]
-access_log = "off"
-[admin]
-listen = "127.0.0.1:$((p + 50))"
-[[frontend]]
-name = "web"
-listen = "127.0.0.1:$p"
-default_backend = "app"
-[[backend]]
-name = "app"
-  [[backend.server]]
-  name = "o1"
-  address = "127.0.0.1:19601"
-  [[backend.server]]
-  name = "o2"
-  address = "127.0.0.1:19602"
-EOF
+      switchyard_cfg "$p" 19601 19602 > "$W/conf/s.toml"
       SWITCHYARD_ADMIN_TOKEN=close-token-123456 "${wrap[@]}" \
         "${SWITCHYARD_BIN:?}" run -c "$W/conf/s.toml" --threads 1 --state-dir "$W/state" >"$W/logs/$t.log" 2>&1 &
       ;;

@@ -13,13 +13,9 @@
 # Needs valgrind, h2load (nghttp2-client), nginx, haproxy and openssl
 # (Debian packages; installed if missing).
 set -u
-need=""
-for c in valgrind:valgrind h2load:nghttp2-client nginx:nginx haproxy:haproxy openssl:openssl; do
-  command -v "${c%%:*}" >/dev/null 2>&1 || need="$need ${c#*:}"
-done
-if [ -n "$need" ]; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; } >/dev/null 2>&1 || { echo "cannot install:$need"; exit 1; }
-fi
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/peers-lib.sh"
+need valgrind:valgrind h2load:nghttp2-client nginx:nginx haproxy:haproxy openssl:openssl
 N1=${N1:-2000}; N2=${N2:-10000}
 targets=${*:-haproxy switchyard}
 W=$(mktemp -d /tmp/instr-h2tls.XXXXXX)
@@ -29,64 +25,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$W/key.pem" -out "$W/cert.pem" >/dev/null 2>&1 || { echo "openssl failed"; exit 1; }
 cat "$W/cert.pem" "$W/key.pem" > "$W/both.pem"
-for i in 1 2; do
-  cat > "$W/origin$i.conf" <<EOF
-worker_processes 1; daemon on; pid $W/origin$i.pid; error_log $W/logs/o$i.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000000;
-  client_body_temp_path $W/cb$i; proxy_temp_path $W/pt$i; fastcgi_temp_path $W/ft$i; uwsgi_temp_path $W/ut$i; scgi_temp_path $W/st$i;
-  server { listen 127.0.0.1:1950$i backlog=4096; location / { return 200 "origin=$i\n"; } } }
-EOF
-  nginx -c "$W/origin$i.conf" -p "$W" || { echo "origin $i failed"; exit 1; }
-done
+start_origins "$W" 19501 19502
 port=19510
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 start() { # target port out -> runs under callgrind, writes pid
   local t=$1 p=$2 out=$3
   case $t in
     haproxy)
-      cat > "$W/h.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$p ssl crt $W/both.pem alpn h2,http/1.1
-  default_backend origins
-backend origins
-  balance roundrobin
-  server o1 127.0.0.1:19501
-  server o2 127.0.0.1:19502
-EOF
+      haproxy_cfg "$p" 19501 19502 "ssl crt $W/both.pem alpn h2,http/1.1" > "$W/h.cfg"
       valgrind --tool=callgrind --callgrind-out-file="$out" haproxy -db -f "$W/h.cfg" >"$W/logs/$t.log" 2>&1 &
       ;;
     switchyard)
-      cat > "$W/s.toml" <<EOF
-[global]
-access_log = "off"
-[admin]
-listen = "127.0.0.1:$((p + 50))"
-[[frontend]]
-name = "web"
-listen = "127.0.0.1:$p"
-default_backend = "app"
-tls = { certs = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ] }
-[[backend]]
-name = "app"
-  [[backend.server]]
-  name = "o1"
-  address = "127.0.0.1:19501"
-  [[backend.server]]
-  name = "o2"
-  address = "127.0.0.1:19502"
-EOF
+      switchyard_cfg "$p" 19501 19502 \
+        "tls = { certs = [ { cert = \"$W/cert.pem\", key = \"$W/key.pem\" } ] }" > "$W/s.toml"
       SWITCHYARD_ADMIN_TOKEN=instr-token-123456 valgrind --tool=callgrind --callgrind-out-file="$out" \
         "${SWITCHYARD_BIN:?}" run -c "$W/s.toml" --threads 1 --state-dir "$W/state" >"$W/logs/$t.log" 2>&1 &
       ;;
