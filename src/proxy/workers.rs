@@ -120,3 +120,71 @@ async fn anchor_timers() -> std::convert::Infallible {
         tokio::time::sleep(TIMER_ANCHOR).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use super::Workers;
+
+    /// Write system calls made by the calling thread so far.
+    fn thread_writes() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io");
+        io.lines()
+            .find_map(|line| line.strip_prefix("syscw: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a syscw line")
+    }
+
+    /// A connection's deadline, as the worker sets it: a timer polled once
+    /// (so it enters the wheel), then dropped when the connection ends.
+    async fn set_and_drop_a_timer() {
+        let sleep = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            assert!(sleep.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Without the worker's anchor timer, a timer set after the worker
+    /// slept with no timer at all goes into an empty wheel, and tokio's time
+    /// driver wakes the worker's own thread with an eventfd write: one per
+    /// connection deadline when each connection carries one request. Here
+    /// the worker sleeps on a socket between timers, as between connections.
+    #[test]
+    fn setting_timers_on_a_worker_does_not_wake_its_own_thread() {
+        use std::io::Write;
+        use tokio::io::AsyncReadExt;
+
+        let workers = Workers::start(1).expect("a worker");
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let (asked, asks) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        workers.handles()[0].spawn(async move {
+            let mut theirs = tokio::net::UnixStream::from_std(theirs).expect("registered");
+            let mut byte = [0u8; 1];
+            let before = thread_writes();
+            for _ in 0..100 {
+                let _ = asked.send(());
+                theirs.read_exact(&mut byte).await.expect("a byte");
+                set_and_drop_a_timer().await;
+            }
+            let _ = tx.send(thread_writes() - before);
+        });
+        for _ in 0..100 {
+            asks.recv().expect("the worker asks");
+            ours.write_all(b"x").expect("write");
+        }
+        let writes = rx.recv().expect("the worker reports");
+        assert!(writes < 5, "{writes} writes for 100 timers");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(workers.stop());
+    }
+}
