@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::model::{CheckKind, HttpCheck};
 use crate::state::CheckOutcome;
-use crate::upstream::{UpstreamStream, UpstreamTls};
+use crate::upstream::{Socket, UpstreamStream, UpstreamTls};
 
 /// `User-Agent` of every HTTP check request.
 pub const USER_AGENT_VALUE: &str = "switchyard-check";
@@ -75,7 +75,7 @@ async fn tcp(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<CheckOutcome
 /// The TLS handshake over `stream`, verified as the backend's requests are.
 async fn handshake(stream: TcpStream, tls: &UpstreamTls) -> Result<UpstreamStream, String> {
     tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config))
-        .connect(tls.name.clone(), stream)
+        .connect(tls.name.clone(), Socket::from(stream))
         .await
         .map(|s| UpstreamStream::Tls(Box::new(s)))
         .map_err(|e| format!("tls: {e}"))
@@ -105,7 +105,7 @@ async fn http(
     }
     let stream = match tls {
         Some(tls) => handshake(stream, tls).await?,
-        None => UpstreamStream::Plain(stream),
+        None => UpstreamStream::Plain(Socket::from(stream)),
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

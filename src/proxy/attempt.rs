@@ -128,9 +128,14 @@ pub async fn send_with_retries(
         request.body_mut().count_into(&server.state.counters);
         let in_flight = server.state.counters.begin();
         let sent_at = Instant::now();
-        let outcome =
-            tokio::time::timeout(response_timeout, h1_client::send(conn, request, is_upgrade))
-                .await;
+        let send = h1_client::send(conn, request, is_upgrade);
+        // The deadline from the clock read above (one read fewer than
+        // `timeout` alone); `timeout` copes with one past the clock's range.
+        let outcome = match sent_at.checked_add(response_timeout) {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), send),
+            None => tokio::time::timeout(response_timeout, send),
+        }
+        .await;
         let SendError {
             error,
             request: unsent,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::upstream::{UpstreamConn, UpstreamStream, UpstreamTls};
+use crate::upstream::{Socket, UpstreamConn, UpstreamStream, UpstreamTls};
 
 /// Why a connection could not be opened. Nothing was sent, so the request
 /// may go to another server.
@@ -32,6 +32,7 @@ pub async fn connect(
         .map_err(|_| ConnectFailure::Timeout)?
         .map_err(ConnectFailure::Io)?;
     stream.set_nodelay(true).map_err(ConnectFailure::Io)?;
+    let stream = Socket::from(stream);
     let stream = match tls {
         None => UpstreamStream::Plain(stream),
         Some(tls) => {

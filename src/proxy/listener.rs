@@ -31,6 +31,7 @@ use super::signal::Signal;
 use super::tls;
 use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
+use crate::upstream::Socket;
 
 /// Back-off after an accept error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -280,7 +281,7 @@ async fn serve_connection(
     };
     match tls {
         None => {
-            let io = ClientStream::new(stream, Arc::clone(&conn.activity));
+            let io = ClientStream::new(Socket::from(stream), Arc::clone(&conn.activity));
             conn.serve(io, false).await;
         }
         // Boxed: a plain connection's task is not sized for TLS state.

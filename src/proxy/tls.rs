@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::state::{Alpn, HandshakeFailure, TlsCounters, TlsVersion};
+use crate::upstream::Socket;
 
 /// Runs the handshake; `None` when it failed or timed out (counted).
 pub async fn handshake(
@@ -20,8 +21,8 @@ pub async fn handshake(
     limit: Duration,
     counters: &TlsCounters,
     peer: SocketAddr,
-) -> Option<TlsStream<TcpStream>> {
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+) -> Option<TlsStream<Socket>> {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(Socket::from(stream));
     let failure = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(stream)) => {
             let (_, conn) = stream.get_ref();

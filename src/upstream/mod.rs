@@ -10,9 +10,11 @@
 mod body;
 mod conn;
 mod pool;
+mod socket;
 mod tls;
 
 pub use body::{BodyError, RequestBody};
 pub use conn::{UpgradedConn, UpstreamConn};
 pub use pool::{PoolRegistry, ServerPool, set_lane};
+pub use socket::Socket;
 pub use tls::{UpstreamStream, UpstreamTls};

@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use super::Socket;
 
 /// How to speak TLS to one server. A clone costs two reference counts.
 #[derive(Debug, Clone)]
@@ -24,8 +25,8 @@ pub struct UpstreamTls {
 /// A connection to a server, with or without TLS.
 #[derive(Debug)]
 pub enum UpstreamStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
 }
 
 impl AsyncRead for UpstreamStream {
