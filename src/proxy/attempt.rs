@@ -87,9 +87,12 @@ pub async fn send_with_retries(
             tried.push(s);
             continue;
         };
+        // One clock read: a pooled connection's age, the start of a new
+        // one's connect, and the send on a pooled one.
+        let now = Instant::now();
         let reused = match is_upgrade || fresh_only {
             true => None,
-            false => pool.checkout(),
+            false => pool.checkout(now),
         };
         let is_reused = reused.is_some();
         let (conn, connect) = match reused {
@@ -98,14 +101,13 @@ pub async fn send_with_retries(
             // (a TLS handshake's state) would otherwise make every
             // request's state larger.
             None => {
-                let started = Instant::now();
                 let conn = Box::pin(connect::connect(
                     pool.addr,
                     server.tls.as_ref(),
                     backend.timeouts.connect,
                 ))
                 .await;
-                (conn, started.elapsed())
+                (conn, now.elapsed())
             }
         };
         let conn = match conn {
@@ -127,7 +129,10 @@ pub async fn send_with_retries(
         let is_replayable = is_reused && is_idempotent(request.method());
         request.body_mut().count_into(&server.state.counters);
         let in_flight = server.state.counters.begin();
-        let sent_at = Instant::now();
+        let sent_at = match is_reused {
+            true => now,
+            false => Instant::now(),
+        };
         let send = h1_client::send(conn, request, is_upgrade);
         // The deadline from the clock read above (one read fewer than
         // `timeout` alone); `timeout` copes with one past the clock's range.

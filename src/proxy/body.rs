@@ -158,9 +158,11 @@ impl Exchange {
     /// Ends the exchange: a clean end returns the connection to the pool; an
     /// early one drops it, which closes it (R3).
     fn finish(mut self, termination: Option<&'static str>, conn: Option<UpstreamConn>) {
-        let total = self.started.elapsed();
+        // One clock read for both the timings and the pool.
+        let ended = Instant::now();
+        let total = ended.saturating_duration_since(self.started);
         if let (None, Some(conn), Some(pool)) = (termination, conn, self.pool.as_ref()) {
-            pool.checkin(conn);
+            pool.checkin(conn, ended);
         }
         self.server
             .counters

@@ -55,22 +55,22 @@ impl ServerPool {
     }
 
     /// An idle connection of this thread's lane that is still open and
-    /// fresh, if any.
-    pub fn checkout(&self) -> Option<UpstreamConn> {
+    /// was idle less than the idle timeout at `now`, if any.
+    pub fn checkout(&self, now: Instant) -> Option<UpstreamConn> {
         let idle = self.lane();
         while let Some((mut conn, since)) = idle.pop() {
-            if since.elapsed() < self.idle_timeout && conn.is_idle_open() {
+            if now.saturating_duration_since(since) < self.idle_timeout && conn.is_idle_open() {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Returns a connection whose last response ended cleanly. A full pool
-    /// drops it, which closes it.
-    pub fn checkin(&self, mut conn: UpstreamConn) {
+    /// Returns a connection whose last response ended cleanly at `ended`.
+    /// A full pool drops it, which closes it.
+    pub fn checkin(&self, mut conn: UpstreamConn, ended: Instant) {
         conn.shrink_idle();
-        let _rejected = self.lane().push((conn, Instant::now()));
+        let _rejected = self.lane().push((conn, ended));
     }
 
     pub fn idle_count(&self) -> usize {
