@@ -127,10 +127,9 @@ mod tests {
 
     use super::Socket;
 
-    /// Gathered buffers arrive whole and in order, including a write larger
-    /// than the socket takes at once, which has to wait for the reader.
-    #[tokio::test]
-    async fn gathered_buffers_arrive_whole_and_in_order() {
+    /// A socket connected to a peer that reads everything until the end,
+    /// and the peer's task, which returns what it read.
+    async fn socket_to_a_reader() -> (Socket, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let reader = tokio::spawn(async move {
@@ -139,7 +138,15 @@ mod tests {
             peer.read_to_end(&mut got).await.expect("read");
             got
         });
-        let mut socket = Socket::from(TcpStream::connect(addr).await.expect("connect"));
+        let socket = Socket::from(TcpStream::connect(addr).await.expect("connect"));
+        (socket, reader)
+    }
+
+    /// Gathered buffers arrive whole and in order, including a write larger
+    /// than the socket takes at once, which has to wait for the reader.
+    #[tokio::test]
+    async fn gathered_buffers_arrive_whole_and_in_order() {
+        let (mut socket, reader) = socket_to_a_reader().await;
         let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4194304\r\n\r\n".to_vec();
         let body: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let mut at = 0;
@@ -164,15 +171,7 @@ mod tests {
     /// among empty ones arrive whole and in order.
     #[tokio::test]
     async fn small_gathered_buffers_arrive_whole_and_in_order() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let reader = tokio::spawn(async move {
-            let (mut peer, _) = listener.accept().await.expect("accept");
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).await.expect("read");
-            got
-        });
-        let mut socket = Socket::from(TcpStream::connect(addr).await.expect("connect"));
+        let (mut socket, reader) = socket_to_a_reader().await;
         let parts: [&[u8]; 3] = [
             b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n",
             b"origin=1\n",
