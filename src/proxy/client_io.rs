@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::goaway::{Calm, OutFrames};
@@ -172,7 +171,7 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The client socket, failing a read with `TimedOut` once the connection's
 /// deadline passes.
 #[derive(Debug)]
-pub struct ClientStream<S = TcpStream> {
+pub struct ClientStream<S> {
     /// The first bytes, read to tell HTTP/1 from HTTP/2 and handed out
     /// again by the first reads (`sniffed[at..]`); emptied (and freed)
     /// once handed out.

@@ -25,7 +25,9 @@ const GATHER_COPY: usize = 4096;
 
 thread_local! {
     /// Where small gathered writes are joined; one per thread, used only
-    /// inside one synchronous send.
+    /// inside one synchronous send. Not shared with the client side's
+    /// sniffing buffer: a TLS read may write (rustls flushes what it owes
+    /// the peer) while that buffer is held.
     static GATHER: std::cell::RefCell<[u8; GATHER_COPY]> =
         const { std::cell::RefCell::new([0; GATHER_COPY]) };
 }
