@@ -1,7 +1,8 @@
 //! Slow clients over real sockets, with short configured deadlines: a body
 //! that stops arriving (`body_idle`) and a client that stops reading
-//! (`write_idle`). In both cases the upstream request is aborted, never
-//! ended cleanly, and its connection is closed rather than pooled.
+//! (`write_idle`); and a client that leaves while its request waits for
+//! the server. In each case the upstream request is aborted, never ended
+//! cleanly, and its connection is closed rather than pooled.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -119,6 +120,89 @@ async fn a_chunked_body_that_stops_never_gets_a_terminal_chunk_upstream() {
         "clean end sent: {upstream}"
     );
     proxy.shutdown().await;
+}
+
+/// A client that leaves while its whole request (no body) waits for the
+/// server, on a connection that had not waited for anything before: the
+/// proxy starts watching such a connection for the client leaving only a
+/// moment into the request (`client_io::WATCH_AFTER`), then sees it gone
+/// and aborts the upstream request, which closes its connection.
+#[tokio::test]
+async fn a_client_that_leaves_while_its_request_waits_aborts_the_upstream_request() {
+    let server = Recorder::start().await;
+    let proxy = start_proxy(&config(server.addr, "idle = \"60s\"")).await;
+    // Connected and sent without yielding to the proxy, which serves on
+    // this test's runtime: the request is there when the proxy accepts, so
+    // the connection has waited for nothing when the request starts.
+    let mut client = std::net::TcpStream::connect(proxy.frontend_addr("web").unwrap()).unwrap();
+    std::io::Write::write_all(&mut client, b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    eventually("the request reached the server", || async {
+        server.text().await.ends_with("\r\n\r\n")
+    })
+    .await;
+    assert!(!server.closed.load(Ordering::SeqCst));
+    drop(client);
+    eventually("upstream connection closed", || async {
+        server.closed.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(server.text().await.starts_with("GET /wait HTTP/1.1\r\n"));
+    proxy.shutdown().await;
+}
+
+/// The next request on such a connection is read when the first one
+/// ends, not when the watch for a leaving client would have started.
+#[tokio::test]
+async fn the_next_request_on_a_connection_whose_first_was_there_at_accept_is_read_at_once() {
+    let b = common::Backend::start("b").await;
+    let proxy = start_proxy(&config(b.addr, "idle = \"60s\"")).await;
+    let request = b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Sent without yielding to the proxy, as above.
+    let client = std::net::TcpStream::connect(proxy.frontend_addr("web").unwrap()).unwrap();
+    std::io::Write::write_all(&mut &client, request).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let mut client = TcpStream::from_std(client).unwrap();
+    let mut answers = Vec::new();
+    for n in 1..=3 {
+        if n > 1 {
+            client.write_all(request).await.unwrap();
+        }
+        // Well before the watch would start (`client_io::WATCH_AFTER`, 1 s).
+        let answer = tokio::time::timeout(Duration::from_millis(500), read_answer(&mut client))
+            .await
+            .unwrap_or_else(|_| panic!("answer {n} came at once"));
+        answers.push(answer);
+    }
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(b.hits(), 3);
+    proxy.shutdown().await;
+}
+
+/// One response with a `Content-Length` body, read whole.
+async fn read_answer(client: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the proxy closed the connection");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text.into_owned();
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::goaway::{Calm, OutFrames};
 use super::head_scan::{HeadScan, HeadVerdicts};
 use crate::model::FrontendTimeouts;
+use crate::upstream::Socket;
 
 const PHASE_HEAD: u8 = 0;
 const PHASE_BUSY: u8 = 1;
@@ -42,6 +44,14 @@ pub struct ConnActivity {
     /// Milliseconds after `start` when the current phase began.
     since_ms: AtomicU64,
     is_h2: AtomicBool,
+    /// The HTTP/1 request in flight came whole, without a body to read:
+    /// what hyper reads until its response ends only watches for the
+    /// client leaving (`ClientStream::defer_watch`).
+    is_read_whole: AtomicBool,
+    /// The connection's task while that watch is deferred: woken when the
+    /// request ends. After a read that returned `Pending` hyper reads again
+    /// only once woken, and the next request may already be waiting.
+    watch: AtomicWaker,
     /// The premature-reset ratio tripped: the socket ends an HTTP/2
     /// connection with GOAWAY `ENHANCE_YOUR_CALM`.
     is_calm_asked: AtomicBool,
@@ -62,6 +72,8 @@ impl ConnActivity {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
+            is_read_whole: AtomicBool::new(false),
+            watch: AtomicWaker::new(),
             is_calm_asked: AtomicBool::new(false),
             verdicts: HeadVerdicts::default(),
             client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
@@ -96,10 +108,15 @@ impl ConnActivity {
         self.is_calm_asked.store(true, Ordering::Relaxed);
     }
 
-    pub fn request_started(self: &Arc<Self>, is_h2: bool) -> RequestGuard {
+    /// `is_whole`: the request has no body left to read.
+    pub fn request_started(self: &Arc<Self>, is_h2: bool, is_whole: bool) -> RequestGuard {
         if is_h2 {
             self.is_h2.store(true, Ordering::Relaxed);
         }
+        self.is_read_whole.store(
+            is_whole && !self.is_h2.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         self.active.fetch_add(1, Ordering::Relaxed);
         self.phase.store(PHASE_BUSY, Ordering::Relaxed);
         RequestGuard {
@@ -131,6 +148,12 @@ impl ConnActivity {
         }
     }
 
+    /// An HTTP/1 request that came whole is being answered.
+    fn is_answering_whole(&self) -> bool {
+        self.is_read_whole.load(Ordering::Relaxed)
+            && self.phase.load(Ordering::Relaxed) == PHASE_BUSY
+    }
+
     /// When reading must have produced a request by.
     fn deadline(&self) -> Option<Instant> {
         let limit = match self.phase.load(Ordering::Relaxed) {
@@ -156,6 +179,9 @@ pub struct RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let a = &self.activity;
+        if a.is_read_whole.swap(false, Ordering::Relaxed) {
+            a.watch.wake();
+        }
         if a.active.fetch_sub(1, Ordering::Relaxed) == 1
             && a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
         {
@@ -190,7 +216,40 @@ pub struct ClientStream<S> {
     out_frames: Option<OutFrames>,
     /// The GOAWAY `ENHANCE_YOUR_CALM` being written, once asked for.
     calm: Option<Calm>,
+    /// When the socket joins the reactor to watch for the client leaving
+    /// during the current request (`defer_watch`).
+    watch_from: Option<Instant>,
 }
+
+/// How long the proxy lets a request that came whole run before it
+/// watches an accepted socket, not yet in the reactor, for the client
+/// leaving (`ClientStream::defer_watch`). The workers' timer anchor: a
+/// timer due this far ahead never wakes the worker's thread early
+/// (`workers::anchor_timers`), where a shorter one would cost an eventfd
+/// write per request.
+pub const WATCH_AFTER: Duration = super::workers::TIMER_ANCHOR;
+
+/// A client socket that may still be out of the reactor
+/// (`upstream::Socket::accepted`).
+pub trait Reactor {
+    /// Whether the socket has not waited for anything yet, and so is not
+    /// in the reactor's epoll set.
+    fn is_unregistered(&self) -> bool {
+        false
+    }
+}
+
+impl Reactor for Socket {
+    fn is_unregistered(&self) -> bool {
+        Socket::is_unregistered(self)
+    }
+}
+
+/// The handshake waited for the client, so the socket is registered.
+impl Reactor for tokio_rustls::server::TlsStream<Socket> {}
+
+#[cfg(test)]
+impl Reactor for tokio::io::DuplexStream {}
 
 impl<S> ClientStream<S> {
     pub fn new(inner: S, activity: Arc<ConnActivity>) -> Self {
@@ -207,6 +266,7 @@ impl<S> ClientStream<S> {
             is_write_waiting: false,
             out_frames: None,
             calm: None,
+            watch_from: None,
         }
     }
 }
@@ -290,7 +350,44 @@ thread_local! {
         const { std::cell::RefCell::new([0; SNIFF_READ]) };
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
+impl<S: Reactor> ClientStream<S> {
+    /// While an HTTP/1 request that came whole is answered, hyper reads
+    /// the client socket only to learn whether the client has left (and
+    /// then drops the request). On a socket not yet in the reactor that
+    /// watch starts `WATCH_AFTER` into the request: the read would block,
+    /// and waiting for it would add the socket to the epoll set, an
+    /// `epoll_ctl` now and another at close, for a request that is mostly
+    /// answered well before. `Some(Pending)` while the watch waits, with
+    /// the timer set for its start and the task woken when the request
+    /// ends.
+    fn defer_watch(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        if !self.inner.is_unregistered() || !self.activity.is_answering_whole() {
+            self.watch_from = None;
+            return None;
+        }
+        let now = Instant::now();
+        let from = *self.watch_from.get_or_insert(now + WATCH_AFTER);
+        if now >= from {
+            return None;
+        }
+        if self.armed != Some(from) {
+            self.timer.as_mut().reset(from.into());
+            self.armed = Some(from);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Pending => {
+                self.activity.watch.register(cx.waker());
+                Some(Poll::Pending)
+            }
+            Poll::Ready(()) => {
+                self.armed = None;
+                None
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Reactor + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -300,7 +397,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
         let before = buf.filled().len();
         let polled = match this.poll_sniffed(buf) {
             true => Poll::Ready(Ok(())),
-            false => Pin::new(&mut this.inner).poll_read(cx, buf),
+            false => match this.defer_watch(cx) {
+                Some(deferred) => return deferred,
+                None => Pin::new(&mut this.inner).poll_read(cx, buf),
+            },
         };
         match polled {
             Poll::Ready(Ok(())) => {
@@ -482,9 +582,9 @@ mod tests {
             Some(Duration::from_secs(10)),
             "a new connection owes a head"
         );
-        let guard = a.request_started(false);
+        let guard = a.request_started(false, false);
         assert_eq!(limit(&a), None, "no read deadline while a request runs");
-        let second = a.request_started(false);
+        let second = a.request_started(false, false);
         drop(guard);
         assert_eq!(limit(&a), None, "still one request running");
         drop(second);
@@ -498,7 +598,7 @@ mod tests {
     #[test]
     fn the_latest_requests_snapshot_sets_the_next_deadlines() {
         let a = ConnActivity::new(&TIMEOUTS);
-        let guard = a.request_started(false);
+        let guard = a.request_started(false, false);
         a.follow_timeouts(&FrontendTimeouts {
             client_header: Duration::from_secs(2),
             idle: Duration::from_secs(5),
@@ -517,7 +617,7 @@ mod tests {
     #[test]
     fn http2_connections_only_have_the_idle_deadline_between_requests() {
         let a = ConnActivity::new(&TIMEOUTS);
-        drop(a.request_started(true));
+        drop(a.request_started(true, true));
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(60));
@@ -573,7 +673,7 @@ mod tests {
     #[test]
     fn tunnels_have_no_request_deadline() {
         let a = ConnActivity::new(&TIMEOUTS);
-        let guard = a.request_started(false);
+        let guard = a.request_started(false, false);
         a.upgraded();
         drop(guard);
         a.on_bytes();

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::body::ProxyBody;
+use super::client_io::RequestGuard;
 use super::service::{self, ConnContext};
 
 /// A stream reset by the client sooner than this after it started counts
@@ -104,6 +105,7 @@ impl Drop for StreamGuard<'_> {
 pub async fn serve(
     ctx: Arc<ConnContext>,
     request: Request<Incoming>,
+    request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut stream = (request.version() == Version::HTTP_2).then(|| {
         ctx.resets.start();
@@ -113,7 +115,7 @@ pub async fn serve(
             is_done: false,
         }
     });
-    let response = catch_panic(service::serve(Arc::clone(&ctx), request), |message| {
+    let response = catch_panic(service::serve(Arc::clone(&ctx), request, request_guard), |message| {
         let snapshot = ctx.shared.runtime.snapshot();
         let frontend = snapshot.frontends.iter().find(|f| f.listen == ctx.listen);
         if let Some(frontend) = frontend {

@@ -14,17 +14,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Response};
+use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::body::ProxyBody;
-use super::client_io::{ClientStream, ConnActivity};
+use super::client_io::{ClientStream, ConnActivity, Reactor};
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
 use super::signal::Signal;
@@ -163,6 +164,9 @@ fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpLi
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        // Linux copies the listening socket's options to each accepted
+        // one: `TCP_NODELAY` set here saves a `setsockopt` per connection.
+        socket.set_nodelay(true)?;
         if workers > 1 {
             socket.set_reuseport(true)?;
         }
@@ -205,7 +209,7 @@ async fn accept_loop(
     errors: Arc<ErrorLog>,
     stop: CancellationToken,
 ) {
-    let listener = match TcpListener::from_std(socket) {
+    let listener = match Acceptor::new(socket) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(listen = %listen, error = %e, "cannot accept on a worker");
@@ -245,17 +249,50 @@ async fn accept_loop(
     }
 }
 
+/// A worker's listening socket in its reactor. tokio's `TcpListener`
+/// registers each connection it accepts; this one accepts with `accept4`
+/// and leaves the connection out of the reactor until it has to wait
+/// (`Socket::accepted`): a connection served at once never costs an
+/// `epoll_ctl`. tokio has no safe readiness handle for a raw listening
+/// socket, so it is held in a `TcpStream`, used for its readiness only.
+struct Acceptor(TcpStream);
+
+impl Acceptor {
+    fn new(listener: std::net::TcpListener) -> std::io::Result<Self> {
+        let socket = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener));
+        TcpStream::from_std(socket).map(Acceptor)
+    }
+
+    /// The next connection, non-blocking and close-on-exec.
+    async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+        let listening = &self.0;
+        // `async_io` waits for readability again when the accept would
+        // block.
+        let (socket, peer) = listening
+            .async_io(Interest::READABLE, || {
+                socket2::SockRef::from(listening).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            })
+            .await?;
+        let peer = peer
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("accepted a connection without an IP peer"))?;
+        Ok((socket.into(), peer))
+    }
+}
+
 /// Serves one client connection until it closes, or finishes its in-flight
 /// requests and closes when the proxy drains. A TLS frontend's handshake
 /// runs here, under the frontend's `client_header` deadline, with the TLS
 /// config of the snapshot current at accept time.
 async fn serve_connection(
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     listen: SocketAddr,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
 ) {
+    // Inherited from the listening socket on Linux (`bind`).
+    #[cfg(not(target_os = "linux"))]
     let _ = stream.set_nodelay(true);
     let (timeouts, limits, tls) = {
         let snapshot = shared.runtime.snapshot();
@@ -281,14 +318,15 @@ async fn serve_connection(
     };
     match tls {
         None => {
-            let io = ClientStream::new(Socket::from(stream), Arc::clone(&conn.activity));
+            let io = ClientStream::new(Socket::accepted(stream), Arc::clone(&conn.activity));
             conn.serve(io, false).await;
         }
         // Boxed: a plain connection's task is not sized for TLS state.
         Some((config, counters)) => {
             Box::pin(async move {
+                let socket = Socket::accepted(stream);
                 let Some(stream) =
-                    tls::handshake(stream, config, timeouts.client_header, &counters, peer).await
+                    tls::handshake(socket, config, timeouts.client_header, &counters, peer).await
                 else {
                     return;
                 };
@@ -378,7 +416,7 @@ impl Conn {
     /// ALPN `h2` or as h2c with prior knowledge) over `io`.
     async fn serve<S>(self, mut io: ClientStream<S>, is_tls: bool)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Reactor + Unpin + Send + 'static,
     {
         let Conn {
             peer,
@@ -412,9 +450,19 @@ impl Conn {
         });
         let calm = ctx.resets.tripped().cloned();
         let conn_activity = Arc::clone(&ctx.activity);
-        let service = service_fn(move |request| -> ServeFuture {
-            boxed_in_place(|| guard::serve(Arc::clone(&ctx), request))
-        });
+        let service = service_fn(
+            move |request: http::Request<hyper::body::Incoming>| -> ServeFuture {
+                // Started here, as hyper takes the head, not at the future's
+                // first poll: hyper reads the socket again before it polls the
+                // future, and that read must know that a request runs
+                // (`ClientStream::defer_watch`).
+                let started = ctx.activity.request_started(
+                    request.version() == http::Version::HTTP_2,
+                    request.body().is_end_stream(),
+                );
+                boxed_in_place(|| guard::serve(Arc::clone(&ctx), request, started))
+            },
+        );
         let io = TokioIo::new(io);
         let result = match is_h2 {
             // Boxed: an HTTP/1 connection's task is not sized for h2 state.
@@ -601,6 +649,27 @@ mod tests {
             per_socket.iter().filter(|&&n| n > 0).count() > 1,
             "connections spread over the sockets: {per_socket:?}"
         );
+    }
+
+    /// Accepted sockets send small writes at once: they inherit
+    /// `TCP_NODELAY` from the listening socket, which `serve_connection`
+    /// relies on instead of setting it per connection.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        for workers in [1, 2] {
+            let sockets = bind(addr, workers).expect("binds");
+            let port = sockets[0].local_addr().expect("bound").port();
+            let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+            // The connection sits in the accept queue of the socket the
+            // kernel chose (the sockets are non-blocking).
+            let (accepted, _) = sockets
+                .iter()
+                .find_map(|s| s.accept().ok())
+                .expect("one socket holds the connection");
+            assert!(accepted.nodelay().expect("reads TCP_NODELAY"));
+        }
     }
 
     #[tokio::test]

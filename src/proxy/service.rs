@@ -52,11 +52,9 @@ pub struct ConnContext {
 pub async fn serve(
     ctx: Arc<ConnContext>,
     request: Request<Incoming>,
+    request_guard: RequestGuard,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    let request_guard = ctx
-        .activity
-        .request_started(request.version() == Version::HTTP_2);
     let snapshot = ctx.shared.runtime.snapshot();
     let identity = Identity::of(
         ctx.peer.ip(),

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::state::{Alpn, HandshakeFailure, TlsCounters, TlsVersion};
@@ -16,13 +15,13 @@ use crate::upstream::Socket;
 
 /// Runs the handshake; `None` when it failed or timed out (counted).
 pub async fn handshake(
-    stream: TcpStream,
+    socket: Socket,
     config: Arc<rustls::ServerConfig>,
     limit: Duration,
     counters: &TlsCounters,
     peer: SocketAddr,
 ) -> Option<TlsStream<Socket>> {
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(Socket::from(stream));
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(socket);
     let failure = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(stream)) => {
             let (_, conn) = stream.get_ref();

@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 /// How far ahead each worker always has a timer due (`anchor_timers`).
-const TIMER_ANCHOR: Duration = Duration::from_secs(1);
+pub(super) const TIMER_ANCHOR: Duration = Duration::from_secs(1);
 
 /// The runtimes that serve client connections.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! `Socket`: a TCP connection, towards a client or a server, that sends
-//! gathered buffers with `sendmsg(2)` instead of `writev(2)`.
+//! gathered buffers with `sendmsg(2)` instead of `writev(2)`, and that
+//! joins the reactor only when it first has to wait.
 //!
 //! hyper writes a response head and its body as two buffers, and the
 //! HTTP/1.1 client a request head and body the same way; TLS records go out
@@ -8,10 +9,20 @@
 //! write notification) before it reaches the socket. `sendmsg` goes to the
 //! socket directly, as `send` does for one buffer, with `MSG_NOSIGNAL` as
 //! the standard library's `send` has it. One buffer with bytes, or a few
-//! that together fit `GATHER_COPY`, go out with one `send`. Measured under keep-alive load with `perf`, the file
-//! layer's part was about 0.5 µs per request.
+//! that together fit `GATHER_COPY`, go out with one `send`. Measured under
+//! keep-alive load with `perf`, the file layer's part was about 0.5 µs per
+//! request.
+//!
+//! An accepted client connection starts unregistered (`Socket::accepted`):
+//! reads and writes go to the socket itself until one would block, and
+//! only then is it added to the reactor's epoll set. A request that is
+//! already there when the connection is accepted, answered with a
+//! response the socket takes at once, on a connection that then closes
+//! (`Connection: close`), is served without an `epoll_ctl` to add the
+//! socket or one to remove it, and without tokio's registration
+//! bookkeeping, as HAProxy serves it.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -23,6 +34,12 @@ use tokio::net::TcpStream;
 /// message header and vector copies.
 const GATHER_COPY: usize = 4096;
 
+/// Most bytes one read takes from an unregistered socket. The buffer is
+/// zeroed before the read (tokio's registered read needs no zeroing, but
+/// only by `unsafe` code); a request head fits, and a longer one takes
+/// another read.
+const DIRECT_READ: usize = 8192;
+
 thread_local! {
     /// Where small gathered writes are joined; one per thread, used only
     /// inside one synchronous send. Not shared with the client side's
@@ -32,20 +49,77 @@ thread_local! {
         const { std::cell::RefCell::new([0; GATHER_COPY]) };
 }
 
-/// A connected TCP socket; reads and single-buffer writes are tokio's.
+/// A connected TCP socket; once registered, reads and single-buffer writes
+/// are tokio's.
 #[derive(Debug)]
-pub struct Socket(TcpStream);
+pub struct Socket(Io);
+
+#[derive(Debug)]
+enum Io {
+    /// Accepted, non-blocking, not in the reactor yet: every operation
+    /// goes to the socket, and the first one that would block registers it.
+    Direct(std::net::TcpStream),
+    Polled(TcpStream),
+    /// The registration failed, which closed the socket.
+    Closed,
+}
 
 impl Socket {
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.0
+    /// An accepted connection, non-blocking; registered with the current
+    /// runtime's reactor when an operation first has to wait.
+    pub fn accepted(stream: std::net::TcpStream) -> Self {
+        Socket(Io::Direct(stream))
+    }
+
+    /// Whether the socket never had to wait, and so is not in the
+    /// reactor.
+    pub fn is_unregistered(&self) -> bool {
+        matches!(self.0, Io::Direct(_))
+    }
+
+    /// The registered stream, registering an accepted socket first.
+    fn polled(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        if let Io::Direct(_) = self.0 {
+            if let Io::Direct(stream) = std::mem::replace(&mut self.0, Io::Closed) {
+                self.0 = Io::Polled(TcpStream::from_std(stream)?);
+            }
+        }
+        match &mut self.0 {
+            Io::Polled(stream) => Ok(Pin::new(stream)),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// The unregistered socket, if this one is.
+    fn direct(&self) -> Option<&std::net::TcpStream> {
+        match &self.0 {
+            Io::Direct(stream) => Some(stream),
+            _ => None,
+        }
     }
 }
 
 impl From<TcpStream> for Socket {
     fn from(stream: TcpStream) -> Self {
-        Socket(stream)
+        Socket(Io::Polled(stream))
     }
+}
+
+/// Runs one operation on an unregistered socket, again if a signal
+/// interrupted it; `None` when it would block.
+fn at_once<T>(mut op: impl FnMut() -> io::Result<T>) -> Option<io::Result<T>> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            done => return Some(done),
+        }
+    }
+}
+
+/// `sendmsg` of the buffers, without `SIGPIPE` when the peer has gone.
+fn send_vectored(socket: &impl std::os::fd::AsFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket2::SockRef::from(socket).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
 }
 
 impl AsyncRead for Socket {
@@ -54,7 +128,18 @@ impl AsyncRead for Socket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let Some(mut stream) = this.direct() {
+            let limit = buf.remaining().min(DIRECT_READ);
+            let read = at_once(|| stream.read(buf.initialize_unfilled_to(limit)));
+            if let Some(read) = read {
+                return Poll::Ready(read.map(|n| buf.advance(n)));
+            }
+        }
+        match this.polled() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -64,20 +149,26 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(sent) = this.direct().and_then(|mut s| at_once(|| s.write(buf))) {
+            return Poll::Ready(sent);
+        }
+        match this.polled() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let stream = &mut self.get_mut().0;
         // One buffer with bytes (a request head alone, the rest of a
         // body): `send`, without the message header `sendmsg` copies in.
         let mut full = bufs.iter().filter(|b| !b.is_empty());
         if let (Some(only), None) = (full.next(), full.next()) {
-            return Pin::new(stream).poll_write(cx, only);
+            return self.poll_write(cx, only);
         }
         // A few small buffers (a response head and a short body, TLS
         // records of small frames): copied into one, then `send`.
@@ -89,18 +180,25 @@ impl AsyncWrite for Socket {
                     gathered[at..at + b.len()].copy_from_slice(b);
                     at += b.len();
                 }
-                Pin::new(stream).poll_write(cx, &gathered[..at])
+                self.as_mut().poll_write(cx, &gathered[..at])
             });
         }
-        let stream = &*stream;
+        let this = self.get_mut();
+        if let Some(sent) = this
+            .direct()
+            .and_then(|s| at_once(|| send_vectored(s, bufs)))
+        {
+            return Poll::Ready(sent);
+        }
+        let stream = match this.polled() {
+            Ok(stream) => stream.into_ref().get_ref(),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         loop {
             ready!(stream.poll_write_ready(cx))?;
             // `try_io` clears the write readiness when the send would
             // block, so the next `poll_write_ready` waits for the socket.
-            let sent = stream.try_io(Interest::WRITABLE, || {
-                socket2::SockRef::from(stream).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-            });
-            match sent {
+            match stream.try_io(Interest::WRITABLE, || send_vectored(stream, bufs)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 sent => return Poll::Ready(sent),
             }
@@ -112,11 +210,18 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        match &mut self.get_mut().0 {
+            Io::Polled(stream) => Pin::new(stream).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        match &mut self.get_mut().0 {
+            Io::Direct(stream) => Poll::Ready(stream.shutdown(std::net::Shutdown::Write)),
+            Io::Polled(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
     }
 }
 
@@ -142,6 +247,62 @@ mod tests {
         });
         let socket = Socket::from(TcpStream::connect(addr).await.expect("connect"));
         (socket, reader)
+    }
+
+    /// A connection accepted as the listener does it (non-blocking, not in
+    /// the reactor), and the client's end.
+    async fn accepted_socket_and_its_client() -> (Socket, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        accepted.set_nonblocking(true).expect("non-blocking");
+        (Socket::accepted(accepted), client)
+    }
+
+    /// An accepted socket reads and writes without the reactor, joins it
+    /// when a read first has to wait, and then gets what arrives later.
+    #[tokio::test]
+    async fn an_accepted_socket_joins_the_reactor_when_it_first_waits() {
+        use futures_util::FutureExt;
+        let (mut socket, mut client) = accepted_socket_and_its_client().await;
+        assert!(socket.is_unregistered());
+
+        client.write_all(b"request").await.expect("write");
+        let mut buf = [0u8; 7];
+        socket.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"request");
+        socket.write_all(b"answer").await.expect("write");
+        let mut answer = [0u8; 6];
+        client.read_exact(&mut answer).await.expect("read");
+        assert_eq!(&answer, b"answer");
+
+        // Nothing to read: the read waits, in the reactor.
+        assert!(socket.read(&mut buf).now_or_never().is_none());
+        assert!(!socket.is_unregistered());
+        client.write_all(b"later").await.expect("write");
+        let mut later = [0u8; 5];
+        socket.read_exact(&mut later).await.expect("read");
+        assert_eq!(&later, b"later");
+        socket.shutdown().await.expect("shutdown");
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.expect("the end");
+        assert!(rest.is_empty());
+    }
+
+    /// An accepted socket that never waited shuts down and closes
+    /// without the reactor: the peer sees the end of the stream.
+    #[tokio::test]
+    async fn an_accepted_socket_that_never_waited_shuts_down() {
+        let (mut socket, mut client) = accepted_socket_and_its_client().await;
+        socket.write_all(b"bye").await.expect("write");
+        socket.shutdown().await.expect("shutdown");
+        assert!(socket.is_unregistered());
+        drop(socket);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("the end");
+        assert_eq!(got, b"bye");
     }
 
     /// Gathered buffers arrive whole and in order, including a write larger
