@@ -113,10 +113,8 @@ impl ConnActivity {
         if is_h2 {
             self.is_h2.store(true, Ordering::Relaxed);
         }
-        self.is_read_whole.store(
-            is_whole && !self.is_h2.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.is_read_whole
+            .store(is_whole && !is_h2, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         self.phase.store(PHASE_BUSY, Ordering::Relaxed);
         RequestGuard {
