@@ -34,19 +34,23 @@ use tokio::net::TcpStream;
 /// message header and vector copies.
 const GATHER_COPY: usize = 4096;
 
-/// Most bytes one read takes from an unregistered socket. The buffer is
-/// zeroed before the read (tokio's registered read needs no zeroing, but
-/// only by `unsafe` code); a request head fits, and a longer one takes
-/// another read.
+/// Most bytes one read takes from an unregistered socket; a request head
+/// fits, and a longer one takes another read.
 const DIRECT_READ: usize = 8192;
 
 thread_local! {
-    /// Where small gathered writes are joined; one per thread, used only
-    /// inside one synchronous send. Not shared with the client side's
-    /// sniffing buffer: a TLS read may write (rustls flushes what it owes
-    /// the peer) while that buffer is held.
-    static GATHER: std::cell::RefCell<[u8; GATHER_COPY]> =
-        const { std::cell::RefCell::new([0; GATHER_COPY]) };
+    /// Where small gathered writes are joined, and where a read from an
+    /// unregistered socket lands when the caller's buffer is not
+    /// initialized (hyper's is not): reading there and copying the bytes
+    /// that came costs less than zeroing the caller's `DIRECT_READ` bytes
+    /// first, which would also push 128 lines out of the data cache for a
+    /// head of a few hundred bytes (tokio's registered read needs neither,
+    /// but only by `unsafe` code). One per thread, borrowed only around
+    /// one system call, so never twice at once. Not shared with the client
+    /// side's sniffing buffer: a TLS read may write (rustls flushes what it
+    /// owes the peer) while that buffer is held.
+    static STAGING: std::cell::RefCell<[u8; DIRECT_READ]> =
+        const { std::cell::RefCell::new([0; DIRECT_READ]) };
 }
 
 /// A connected TCP socket; once registered, reads and single-buffer writes
@@ -131,9 +135,17 @@ impl AsyncRead for Socket {
         let this = self.get_mut();
         if let Some(mut stream) = this.direct() {
             let limit = buf.remaining().min(DIRECT_READ);
-            let read = at_once(|| stream.read(buf.initialize_unfilled_to(limit)));
+            let read = if buf.initialized().len() - buf.filled().len() >= limit {
+                at_once(|| stream.read(buf.initialize_unfilled_to(limit)))
+                    .map(|read| read.map(|n| buf.advance(n)))
+            } else {
+                STAGING.with_borrow_mut(|staging| {
+                    at_once(|| stream.read(&mut staging[..limit]))
+                        .map(|read| read.map(|n| buf.put_slice(&staging[..n])))
+                })
+            };
             if let Some(read) = read {
-                return Poll::Ready(read.map(|n| buf.advance(n)));
+                return Poll::Ready(read);
             }
         }
         match this.polled() {
@@ -174,7 +186,7 @@ impl AsyncWrite for Socket {
         // records of small frames): copied into one, then `send`.
         let total = bufs.iter().map(|b| b.len()).sum::<usize>();
         if total <= GATHER_COPY {
-            return GATHER.with_borrow_mut(|gathered| {
+            return STAGING.with_borrow_mut(|gathered| {
                 let mut at = 0;
                 for b in bufs {
                     gathered[at..at + b.len()].copy_from_slice(b);
@@ -289,6 +301,30 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.expect("the end");
         assert!(rest.is_empty());
+    }
+
+    /// Reads from an accepted socket into buffers that are not
+    /// initialized (as hyper's are) and into ones that are, before it
+    /// joins the reactor, take every byte in order, a read of more than
+    /// `DIRECT_READ` bytes included.
+    #[tokio::test]
+    async fn an_accepted_socket_reads_into_uninitialized_and_initialized_buffers() {
+        let (mut socket, mut client) = accepted_socket_and_its_client().await;
+        let sent: Vec<u8> = (0..3 * super::DIRECT_READ + 100)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        client.write_all(&sent).await.expect("write");
+        let mut got = Vec::with_capacity(sent.len());
+        // `read_buf` offers the vector's spare capacity, not initialized.
+        while got.len() < 2 * super::DIRECT_READ {
+            let n = socket.read_buf(&mut got).await.expect("read");
+            assert!(n > 0 && n <= super::DIRECT_READ, "read {n}");
+        }
+        assert!(socket.is_unregistered(), "every byte was there at once");
+        let mut rest = vec![0u8; sent.len() - got.len()];
+        socket.read_exact(&mut rest).await.expect("read");
+        got.extend_from_slice(&rest);
+        assert_eq!(got, sent);
     }
 
     /// An accepted socket that never waited shuts down and closes
