@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Where a proxy's CPU per request goes, and how often it makes its peers
+# sleep and wake: for HAProxy and Switchyard, each pinned to CPU 1 with the
+# load generator (wrk) and two nginx origins on CPU 0, as ../shared/bench
+# runs them. Per request, in rounds that take the targets in turn:
+#
+#   user, sys   the proxy's user and kernel CPU time (/proc/PID/task/*/stat)
+#   proxy_cs    the proxy's context switches
+#   origin_cs   the origins' context switches: each is an origin that slept
+#               and was woken by a request the proxy sent
+#   wrk_cs      wrk's, from `perf stat -e context-switches`
+#
+# CPU time varies from round to round on this machine; the split between
+# user and kernel time, and the context switches, are what to compare.
+#
+#   scripts/build-release.sh
+#   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|close] [haproxy] [switchyard]
+#
+# CONNS sets wrk's connections (64), ROUNDS the rounds (3), SECS each run's
+# length (6). Needs wrk, nginx, haproxy and perf (installed if missing).
+set -u
+mode=${1:-ka}
+case $mode in
+  ka) hdr=() ;;
+  close) hdr=(-H "Connection: close") ;;
+  *) echo "usage: $0 ka|close [haproxy] [switchyard]"; exit 2 ;;
+esac
+shift
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/peers-lib.sh"
+need wrk:wrk nginx:nginx haproxy:haproxy taskset:util-linux perf:linux-perf
+CONNS=${CONNS:-64}; ROUNDS=${ROUNDS:-3}; SECS=${SECS:-6}
+targets=(${*:-haproxy switchyard})
+W=$(mktemp -d /tmp/cpu-split.XXXXXX)
+trap 'for f in $W/*.pid; do [ -f "$f" ] && kill "$(cat "$f" 2>/dev/null)" 2>/dev/null; done; rm -rf "$W"' EXIT
+mkdir -p "$W/logs" "$W/conf"
+taskset -c 0 bash -c "$(declare -f start_origins); start_origins $W 19701 19702"
+for _ in $(seq 1 50); do [ -s "$W/origin1.pid" ] && [ -s "$W/origin2.pid" ] && break; sleep 0.1; done
+origin_workers=$(for i in 1 2; do pgrep -P "$(cat "$W/origin$i.pid")"; done)
+declare -A port
+i=0
+for t in "${targets[@]}"; do
+  i=$((i + 1)); p=$((19710 + i)); port[$t]=$p
+  case $t in
+    haproxy)
+      haproxy_cfg "$p" 19701 19702 > "$W/conf/h.cfg"
+      taskset -c 1 haproxy -db -f "$W/conf/h.cfg" >"$W/logs/$t.log" 2>&1 &
+      ;;
+    switchyard)
+      switchyard_cfg "$p" 19701 19702 > "$W/conf/s.toml"
+      SWITCHYARD_ADMIN_TOKEN=split-token-123456 taskset -c 1 \
+        "${SWITCHYARD_BIN:?}" run -c "$W/conf/s.toml" --threads 1 --state-dir "$W/state" >"$W/logs/$t.log" 2>&1 &
+      ;;
+    *) echo "unknown target $t"; exit 2 ;;
+  esac
+  echo $! > "$W/$t.pid"
+  wait_port "$p" || { echo "$t did not start"; tail -5 "$W/logs/$t.log"; exit 1; }
+done
+# switches PID... -> context switches of every thread of the processes
+switches() {
+  local p t s=0
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*; do
+      s=$((s + $(awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' "$t/status" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$s"
+}
+# ticks PID -> "user system" clock ticks over its threads
+ticks() {
+  local t s f u=0 k=0
+  for t in /proc/"$1"/task/*; do
+    s=$(cat "$t/stat" 2>/dev/null) || continue
+    f=(${s##*) })
+    u=$((u + f[11])); k=$((k + f[12]))
+  done
+  echo "$u $k"
+}
+hz=$(getconf CLK_TCK)
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    pid=$(cat "$W/$t.pid")
+    read -r u0 k0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
+    out=$(perf stat -x, -e context-switches taskset -c 0 \
+      wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}/" 2>&1)
+    read -r u1 k1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    w=$(awk -F, '/context-switches/ { print $1 }' <<<"$out")
+    awk -v r="$r" -v t="$t" -v n="${n:-0}" -v s="$SECS" -v hz="$hz" -v u=$((u1 - u0)) -v k=$((k1 - k0)) \
+        -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" 'BEGIN {
+      if (n == 0) { printf "%d %-10s no requests\n", r, t; exit }
+      us = 1e6 / hz / n
+      printf "%d %-10s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f\n",
+        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n }'
+  done
+done
