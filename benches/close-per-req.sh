@@ -21,7 +21,8 @@
 #
 # CONNS sets wrk's connections (16). KEEP=dir keeps the callgrind files in
 # dir. Two nginx origins answer a small body over HTTP/1.1. Needs valgrind
-# or strace, wrk, nginx and haproxy (Debian packages; installed if missing).
+# or strace, wrk, nginx and haproxy, and python3 for alloc (Debian packages;
+# installed if missing).
 set -u
 mode=${1:-}
 case $mode in
@@ -34,6 +35,7 @@ shift
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/peers-lib.sh"
 need "$tool" wrk:wrk nginx:nginx haproxy:haproxy
+[ "$mode" = alloc ] && need python3:python3
 D1=${D1:-3}; D2=${D2:-9}; CONNS=${CONNS:-16}
 targets=${*:-haproxy switchyard}
 [ "$mode" = alloc ] && targets=switchyard
