@@ -243,7 +243,10 @@ impl Reactor for Socket {
     }
 }
 
-/// The handshake waited for the client, so the socket is registered.
+/// Taken as registered, so its watch is never deferred: the handshake
+/// waits a round trip for the client's answer to the server's first
+/// flight, so the socket has almost always had to wait, and joined the
+/// reactor, by the first request.
 impl Reactor for tokio_rustls::server::TlsStream<Socket> {}
 
 #[cfg(test)]
