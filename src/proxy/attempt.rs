@@ -133,7 +133,11 @@ pub async fn send_with_retries(
             true => now,
             false => Instant::now(),
         };
-        let send = h1_client::send(conn, request, is_upgrade);
+        let start = match is_reused {
+            true => h1_client::Start::AfterReadyTasks,
+            false => h1_client::Start::Now,
+        };
+        let send = h1_client::send(conn, request, is_upgrade, start);
         // The deadline from the clock read above (one read fewer than
         // `timeout` alone); `timeout` copes with one past the clock's range.
         let outcome = match sent_at.checked_add(response_timeout) {

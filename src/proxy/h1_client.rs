@@ -75,6 +75,22 @@ pub struct SendError {
     pub nothing_sent: bool,
 }
 
+/// When a request is written to its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At once: a new connection, whose connect already waited for the
+    /// scheduler's next turn.
+    Now,
+    /// After the tasks that the scheduler already has ready: a pooled
+    /// connection. The requests of connections that became readable
+    /// together then reach their servers together, and a server that went
+    /// to sleep is woken once for all of them instead of once each. On a
+    /// busy proxy that is most of the system time a request costs beyond
+    /// its four system calls: a wake-up of a sleeping process on another
+    /// core (BENCHMARKS.md).
+    AfterReadyTasks,
+}
+
 /// Sends `request` on `conn` and waits for the response head. With
 /// `upgrade`, a `101` answer is accepted and its body is empty; the
 /// connection is then taken with `UpstreamBody::into_upgraded`.
@@ -82,9 +98,10 @@ pub async fn send(
     conn: UpstreamConn,
     request: Request<RequestBody>,
     upgrade: bool,
+    start: Start,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let (parts, body) = request.into_parts();
-    let mut exchange = Exchange::new(conn, &parts, body, upgrade);
+    let mut exchange = Exchange::new(conn, &parts, body, upgrade, start);
     match poll_fn(|cx| exchange.poll_head(cx)).await {
         Ok(head) => Ok(exchange.into_response(head)),
         Err(error) => {
@@ -113,6 +130,8 @@ struct Exchange {
     is_answered: bool,
     is_head: bool,
     upgrade: bool,
+    /// The first poll is still to yield (`Start::AfterReadyTasks`).
+    is_deferred: bool,
 }
 
 impl Exchange {
@@ -121,6 +140,7 @@ impl Exchange {
         parts: &http::request::Parts,
         body: RequestBody,
         upgrade: bool,
+        start: Start,
     ) -> Self {
         Exchange {
             writer: Writer::new(parts, body),
@@ -129,6 +149,7 @@ impl Exchange {
             is_answered: false,
             is_head: parts.method == Method::HEAD,
             upgrade,
+            is_deferred: start == Start::AfterReadyTasks,
         }
     }
 
@@ -144,6 +165,13 @@ impl Exchange {
 
     /// Writes what it can of the request and reads the response head.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, H1Error>> {
+        if self.is_deferred {
+            // Woken at once: the task goes to the back of the scheduler's
+            // queue, behind the tasks already ready.
+            self.is_deferred = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         self.poll_write(cx);
         // The client's body failed: the exchange is aborted now (R3).
         if matches!(self.write_error, Some(H1Error::Body(_))) {
@@ -1091,5 +1119,75 @@ mod tests {
         out.push_hex(0x1a2b);
         out.push_hex(0);
         assert_eq!(out.buf, b"1a2b\r\n0\r\n");
+    }
+
+    /// Counts the wake-ups it is given.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_writes_its_request_after_the_tasks_already_ready() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        for start in [Start::Now, Start::AfterReadyTasks] {
+            let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut server, _) = listener.accept().await.expect("accept");
+            let conn = UpstreamConn::new(crate::upstream::UpstreamStream::Plain(
+                crate::upstream::Socket::from(client),
+            ));
+            let (parts, body) = Request::get("/users")
+                .header(header::HOST, "app")
+                .body(RequestBody::empty())
+                .expect("request")
+                .into_parts();
+            let mut exchange = Exchange::new(conn, &parts, body, false, start);
+            let wakes = std::sync::Arc::new(Wakes(Default::default()));
+            let waker = std::task::Waker::from(wakes.clone());
+            let mut cx = Context::from_waker(&waker);
+            let woken = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+
+            // The first poll: the request goes out at once, or the task is
+            // sent to the back of the queue with nothing written.
+            assert!(exchange.poll_head(&mut cx).is_pending());
+            match start {
+                Start::Now => assert!(exchange.writer.written > 0, "{start:?}"),
+                Start::AfterReadyTasks => {
+                    assert_eq!(exchange.writer.written, 0, "{start:?}");
+                    assert_eq!(woken(), 1, "{start:?}: woken to come back");
+                    assert!(exchange.poll_head(&mut cx).is_pending());
+                    assert!(exchange.writer.written > 0, "{start:?}");
+                }
+            }
+
+            let mut got = Vec::new();
+            while !got.ends_with(b"\r\n\r\n") {
+                let mut chunk = [0u8; 256];
+                let n = server.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "{start:?}: closed before the head ended");
+                got.extend_from_slice(&chunk[..n]);
+            }
+            assert!(got.starts_with(b"GET /users HTTP/1.1\r\n"), "{start:?}");
+            server
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .expect("answer");
+            let head = poll_fn(|cx| exchange.poll_head(cx))
+                .await
+                .expect("response head");
+            assert_eq!(head.status, StatusCode::NO_CONTENT, "{start:?}");
+        }
     }
 }
