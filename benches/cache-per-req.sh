@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Per request: user-space instructions, L1 instruction- and data-cache misses
 # and mispredicted branches, from callgrind's cache and branch simulation
-# (32 KiB 8-way L1 caches, as on this machine). Like the instruction counts,
+# (32 KiB 8-way L1 caches, set here rather than taken from the CPU, so that
+# figures from machines with other caches compare). Like the instruction counts,
 # they are repeatable whatever else the machine does. Runs an instruction
 # script (../shared/bench/instr-per-req.sh by default, or
 # benches/instr-h2tls.sh) with a `valgrind` on PATH that adds the simulation
@@ -35,7 +36,7 @@ for a in "\$@"; do
     *) args+=("\$a") ;;
   esac
 done
-exec "$real" --cache-sim=yes --branch-sim=yes "\${args[@]}"
+exec "$real" --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --branch-sim=yes "\${args[@]}"
 EOF
 chmod +x "$keep/bin/valgrind"
 export N1="${N1:-2000}" N2="${N2:-10000}"

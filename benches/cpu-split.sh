@@ -9,12 +9,18 @@
 #   origin_cs   the origins' context switches: each is an origin that slept
 #               and was woken by a request the proxy sent
 #   wrk_cs      wrk's, from `perf stat -e context-switches`
+#   syscalls    the proxy's system calls, and epoll_wait among them, from
+#               perf's system-call tracepoints
 #
 # CPU time varies from round to round on this machine; the split between
 # user and kernel time, and the context switches, are what to compare.
 #
 #   scripts/build-release.sh
 #   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|close] [haproxy] [switchyard]
+#
+# A second build of Switchyard joins the rounds as the target
+# `switchyard_prev`, from SWITCHYARD_PREV_BIN:
+#   SWITCHYARD_BIN=... SWITCHYARD_PREV_BIN=... benches/cpu-split.sh ka haproxy switchyard switchyard_prev
 #
 # CONNS sets wrk's connections (64), ROUNDS the rounds (3), SECS each run's
 # length (6). Needs wrk, nginx, haproxy and perf (installed if missing).
@@ -46,10 +52,14 @@ for t in "${targets[@]}"; do
       haproxy_cfg "$p" 19701 19702 > "$W/conf/h.cfg"
       taskset -c 1 haproxy -db -f "$W/conf/h.cfg" >"$W/logs/$t.log" 2>&1 &
       ;;
-    switchyard)
-      switchyard_cfg "$p" 19701 19702 > "$W/conf/s.toml"
+    switchyard|switchyard_prev)
+      bin=$SWITCHYARD_BIN
+      [ "$t" = switchyard_prev ] && bin=${SWITCHYARD_PREV_BIN:?}
+      # Each in a directory of its own: Switchyard watches its config's.
+      mkdir -p "$W/conf/$t"
+      switchyard_cfg "$p" 19701 19702 > "$W/conf/$t/s.toml"
       SWITCHYARD_ADMIN_TOKEN=split-token-123456 taskset -c 1 \
-        "${SWITCHYARD_BIN:?}" run -c "$W/conf/s.toml" --threads 1 --state-dir "$W/state" >"$W/logs/$t.log" 2>&1 &
+        "${bin:?}" run -c "$W/conf/$t/s.toml" --threads 1 --state-dir "$W/state-$t" >"$W/logs/$t.log" 2>&1 &
       ;;
     *) echo "unknown target $t"; exit 2 ;;
   esac
@@ -81,16 +91,21 @@ for r in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
     pid=$(cat "$W/$t.pid")
     read -r u0 k0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
+    perf stat -x, -o "$W/syscalls" -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p "$pid" &
+    tracer=$!
     out=$(perf stat -x, -e context-switches taskset -c 0 \
       wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}/" 2>&1)
+    kill -INT "$tracer"; wait "$tracer"
     read -r u1 k1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
     n=$(awk '/requests in/ { print $1 }' <<<"$out")
     w=$(awk -F, '/context-switches/ { print $1 }' <<<"$out")
+    sc=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$W/syscalls")
+    ep=$(awk -F, '/sys_enter_epoll_wait/ { print $1 }' "$W/syscalls")
     awk -v r="$r" -v t="$t" -v n="${n:-0}" -v s="$SECS" -v hz="$hz" -v u=$((u1 - u0)) -v k=$((k1 - k0)) \
-        -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" 'BEGIN {
-      if (n == 0) { printf "%d %-10s no requests\n", r, t; exit }
+        -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" -v sc="${sc:-0}" -v ep="${ep:-0}" 'BEGIN {
+      if (n == 0) { printf "%d %-15s no requests\n", r, t; exit }
       us = 1e6 / hz / n
-      printf "%d %-10s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f\n",
-        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n }'
+      printf "%d %-15s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f  syscalls %.2f  epoll_wait %.3f\n",
+        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n, sc / n, ep / n }'
   done
 done
