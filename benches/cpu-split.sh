@@ -8,7 +8,8 @@
 #   proxy_cs    the proxy's context switches
 #   origin_cs   the origins' context switches: each is an origin that slept
 #               and was woken by a request the proxy sent
-#   wrk_cs      wrk's, from `perf stat -e context-switches`
+#   wrk_cs      the load generator's (wrk, or h2load in h2tls mode), from
+#               `perf stat -e context-switches`
 #   syscalls    the proxy's system calls, and epoll_wait among them, from
 #               perf's system-call tracepoints
 #
@@ -16,30 +17,46 @@
 # user and kernel time, and the context switches, are what to compare.
 #
 #   scripts/build-release.sh
-#   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|close] [haproxy] [switchyard]
+#   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|close|h2tls] [haproxy] [switchyard]
+#
+# ka: HTTP/1.1 keep-alive (wrk); close: a new connection per request (wrk
+# with `Connection: close`); h2tls: HTTP/2 over TLS, CONNS connections with
+# 10 streams each (h2load -m10), as the harness's h2tls scenario.
 #
 # A second build of Switchyard joins the rounds as the target
 # `switchyard_prev`, from SWITCHYARD_PREV_BIN:
 #   SWITCHYARD_BIN=... SWITCHYARD_PREV_BIN=... benches/cpu-split.sh ka haproxy switchyard switchyard_prev
 #
 # CONNS sets wrk's connections (64), ROUNDS the rounds (3), SECS each run's
-# length (6). Needs wrk, nginx, haproxy and perf (installed if missing).
+# length (6). Needs wrk, h2load, openssl, nginx, haproxy and perf (installed
+# if missing).
 set -u
 mode=${1:-ka}
 case $mode in
   ka) hdr=() ;;
   close) hdr=(-H "Connection: close") ;;
-  *) echo "usage: $0 ka|close [haproxy] [switchyard]"; exit 2 ;;
+  h2tls) hdr=() ;;
+  *) echo "usage: $0 ka|close|h2tls [haproxy] [switchyard] [switchyard_prev]"; exit 2 ;;
 esac
 shift
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/peers-lib.sh"
-need wrk:wrk nginx:nginx haproxy:haproxy taskset:util-linux perf:linux-perf
+need wrk:wrk h2load:nghttp2-client openssl:openssl nginx:nginx haproxy:haproxy taskset:util-linux perf:linux-perf
 CONNS=${CONNS:-64}; ROUNDS=${ROUNDS:-3}; SECS=${SECS:-6}
 targets=(${*:-haproxy switchyard})
 W=$(mktemp -d /tmp/cpu-split.XXXXXX)
 trap 'for f in $W/*.pid; do [ -f "$f" ] && kill "$(cat "$f" 2>/dev/null)" 2>/dev/null; done; rm -rf "$W"' EXIT
 mkdir -p "$W/logs" "$W/conf"
+# h2tls: both proxies terminate TLS with one certificate and offer h2.
+hbind="" stls=""
+if [ "$mode" = h2tls ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$W/key.pem" -out "$W/cert.pem" >/dev/null 2>&1 || { echo "openssl failed"; exit 1; }
+  cat "$W/cert.pem" "$W/key.pem" > "$W/both.pem"
+  hbind="ssl crt $W/both.pem alpn h2,http/1.1"
+  stls="tls = { certs = [ { cert = \"$W/cert.pem\", key = \"$W/key.pem\" } ] }"
+fi
 taskset -c 0 bash -c "$(declare -f start_origins); start_origins $W 19701 19702"
 for _ in $(seq 1 50); do [ -s "$W/origin1.pid" ] && [ -s "$W/origin2.pid" ] && break; sleep 0.1; done
 origin_workers=$(for i in 1 2; do pgrep -P "$(cat "$W/origin$i.pid")"; done)
@@ -49,7 +66,7 @@ for t in "${targets[@]}"; do
   i=$((i + 1)); p=$((19710 + i)); port[$t]=$p
   case $t in
     haproxy)
-      haproxy_cfg "$p" 19701 19702 > "$W/conf/h.cfg"
+      haproxy_cfg "$p" 19701 19702 "$hbind" > "$W/conf/h.cfg"
       taskset -c 1 haproxy -db -f "$W/conf/h.cfg" >"$W/logs/$t.log" 2>&1 &
       ;;
     switchyard|switchyard_prev)
@@ -57,7 +74,7 @@ for t in "${targets[@]}"; do
       [ "$t" = switchyard_prev ] && bin=${SWITCHYARD_PREV_BIN:?}
       # Each in a directory of its own: Switchyard watches its config's.
       mkdir -p "$W/conf/$t"
-      switchyard_cfg "$p" 19701 19702 > "$W/conf/$t/s.toml"
+      switchyard_cfg "$p" 19701 19702 "$stls" > "$W/conf/$t/s.toml"
       SWITCHYARD_ADMIN_TOKEN=split-token-123456 taskset -c 1 \
         "${bin:?}" run -c "$W/conf/$t/s.toml" --threads 1 --state-dir "$W/state-$t" >"$W/logs/$t.log" 2>&1 &
       ;;
@@ -93,11 +110,14 @@ for r in $(seq 1 "$ROUNDS"); do
     read -r u0 k0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
     perf stat -x, -o "$W/syscalls" -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p "$pid" &
     tracer=$!
-    out=$(perf stat -x, -e context-switches taskset -c 0 \
-      wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}/" 2>&1)
+    case $mode in
+      h2tls) load=(h2load -t1 -c"$CONNS" -m10 -D "$SECS" "https://localhost:${port[$t]}/") ;;
+      *) load=(wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}/") ;;
+    esac
+    out=$(perf stat -x, -e context-switches taskset -c 0 "${load[@]}" 2>&1)
     kill -INT "$tracer"; wait "$tracer"
     read -r u1 k1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
-    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    n=$(awk '/requests in/ { print $1 } /^requests:/ { print $8 }' <<<"$out")
     w=$(awk -F, '/context-switches/ { print $1 }' <<<"$out")
     sc=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$W/syscalls")
     ep=$(awk -F, '/sys_enter_epoll_wait/ { print $1 }' "$W/syscalls")
