@@ -60,158 +60,163 @@ impl Tried {
 /// servers. A request whose bytes reached a server is never sent again,
 /// but for a stale pooled connection (see the module's head).
 /// `response_timeout` is the backend's, or the route's when it sets one.
-pub async fn send_with_retries(
+// Not an `async fn`, which would keep its arguments twice in the request's
+// state (see `guard::serve`).
+#[allow(clippy::manual_async_fn)]
+pub fn send_with_retries(
     backend: &BackendPlan,
     pinned: Option<usize>,
     mut request: Request<RequestBody>,
     is_upgrade: bool,
     response_timeout: Duration,
-) -> Result<Sent, (ProxyError, Option<usize>)> {
-    let mut tried = Tried::new();
-    let mut attempts_left = backend.retries.saturating_add(1);
-    // The first attempt honours the sticky cookie; an attempt after a stale
-    // pooled connection stays on that server with a fresh connection.
-    let mut forced = pinned;
-    let mut fresh_only = false;
-    // The last connect failure, answered when no server is left to try.
-    let mut failed: Option<(ProxyError, Option<usize>)> = None;
-    loop {
-        let choice = forced
-            .take()
-            .or_else(|| backend.balancer.pick(tried.as_slice()));
-        let Some(s) = choice else {
-            return Err(failed.unwrap_or((ProxyError::NoServer, None)));
-        };
-        let server = &backend.servers[s];
-        let Some(pool) = &server.pool else {
-            tried.push(s);
-            continue;
-        };
-        // One clock read: a pooled connection's age, the start of a new
-        // one's connect, and the send on a pooled one.
-        let now = Instant::now();
-        let reused = match is_upgrade || fresh_only {
-            true => None,
-            false => pool.checkout(now),
-        };
-        let is_reused = reused.is_some();
-        let (conn, connect) = match reused {
-            Some(conn) => (Ok(conn), Duration::ZERO),
-            // Boxed: opening a connection is the rare case, and its future
-            // (a TLS handshake's state) would otherwise make every
-            // request's state larger.
-            None => {
-                let conn = Box::pin(connect::connect(
-                    pool.addr,
-                    server.tls.as_ref(),
-                    backend.timeouts.connect,
-                ))
-                .await;
-                (conn, now.elapsed())
-            }
-        };
-        let conn = match conn {
-            Ok(conn) => conn,
-            Err(failure) => {
-                let error = connect_error(backend, s, failure);
+) -> impl Future<Output = Result<Sent, (ProxyError, Option<usize>)>> {
+    async move {
+        let mut tried = Tried::new();
+        let mut attempts_left = backend.retries.saturating_add(1);
+        // The first attempt honours the sticky cookie; an attempt after a stale
+        // pooled connection stays on that server with a fresh connection.
+        let mut forced = pinned;
+        let mut fresh_only = false;
+        // The last connect failure, answered when no server is left to try.
+        let mut failed: Option<(ProxyError, Option<usize>)> = None;
+        loop {
+            let choice = forced
+                .take()
+                .or_else(|| backend.balancer.pick(tried.as_slice()));
+            let Some(s) = choice else {
+                return Err(failed.unwrap_or((ProxyError::NoServer, None)));
+            };
+            let server = &backend.servers[s];
+            let Some(pool) = &server.pool else {
                 tried.push(s);
-                attempts_left -= 1;
-                if attempts_left == 0 {
-                    return Err((error, Some(s)));
-                }
-                server.state.counters.count_retry();
-                server.state.counters.count_redispatch();
-                failed = Some((error, Some(s)));
                 continue;
+            };
+            // One clock read: a pooled connection's age, the start of a new
+            // one's connect, and the send on a pooled one.
+            let now = Instant::now();
+            let reused = match is_upgrade || fresh_only {
+                true => None,
+                false => pool.checkout(now),
+            };
+            let is_reused = reused.is_some();
+            let (conn, connect) = match reused {
+                Some(conn) => (Ok(conn), Duration::ZERO),
+                // Boxed: opening a connection is the rare case, and its future
+                // (a TLS handshake's state) would otherwise make every
+                // request's state larger.
+                None => {
+                    let conn = Box::pin(connect::connect(
+                        pool.addr,
+                        server.tls.as_ref(),
+                        backend.timeouts.connect,
+                    ))
+                    .await;
+                    (conn, now.elapsed())
+                }
+            };
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(failure) => {
+                    let error = connect_error(backend, s, failure);
+                    tried.push(s);
+                    attempts_left -= 1;
+                    if attempts_left == 0 {
+                        return Err((error, Some(s)));
+                    }
+                    server.state.counters.count_retry();
+                    server.state.counters.count_redispatch();
+                    failed = Some((error, Some(s)));
+                    continue;
+                }
+            };
+            server.state.record_conn_success();
+            let is_replayable = is_reused && is_idempotent(request.method());
+            request.body_mut().count_into(&server.state.counters);
+            let in_flight = server.state.counters.begin();
+            let sent_at = match is_reused {
+                true => now,
+                false => Instant::now(),
+            };
+            let start = match is_reused {
+                true => h1_client::Start::AfterReadyTasks,
+                false => h1_client::Start::Now,
+            };
+            let send = h1_client::send(conn, request, is_upgrade, start);
+            // The deadline from the clock read above (one read fewer than
+            // `timeout` alone); `timeout` copes with one past the clock's range.
+            let outcome = match sent_at.checked_add(response_timeout) {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), send),
+                None => tokio::time::timeout(response_timeout, send),
             }
-        };
-        server.state.record_conn_success();
-        let is_replayable = is_reused && is_idempotent(request.method());
-        request.body_mut().count_into(&server.state.counters);
-        let in_flight = server.state.counters.begin();
-        let sent_at = match is_reused {
-            true => now,
-            false => Instant::now(),
-        };
-        let start = match is_reused {
-            true => h1_client::Start::AfterReadyTasks,
-            false => h1_client::Start::Now,
-        };
-        let send = h1_client::send(conn, request, is_upgrade, start);
-        // The deadline from the clock read above (one read fewer than
-        // `timeout` alone); `timeout` copes with one past the clock's range.
-        let outcome = match sent_at.checked_add(response_timeout) {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), send),
-            None => tokio::time::timeout(response_timeout, send),
-        }
-        .await;
-        let SendError {
-            error,
-            request: unsent,
-            nothing_sent,
-        } = match outcome {
-            Ok(Ok(response)) => {
-                return Ok(Sent {
-                    server: s,
-                    in_flight,
-                    response,
-                    connect,
-                    response_time: sent_at.elapsed(),
-                });
-            }
-            Ok(Err(failure)) => failure,
-            Err(_elapsed) => {
-                server.state.counters.count_response_error();
+            .await;
+            let SendError {
+                error,
+                request: unsent,
+                nothing_sent,
+            } = match outcome {
+                Ok(Ok(response)) => {
+                    return Ok(Sent {
+                        server: s,
+                        in_flight,
+                        response,
+                        connect,
+                        response_time: sent_at.elapsed(),
+                    });
+                }
+                Ok(Err(failure)) => failure,
+                Err(_elapsed) => {
+                    server.state.counters.count_response_error();
+                    return Err((
+                        ProxyError::ResponseTimeout {
+                            server: server_name(backend, s),
+                        },
+                        Some(s),
+                    ));
+                }
+            };
+            // The client's body broke, stalled for `body_idle` or passed
+            // `max_body`: the client's fault, not the server's (the upstream
+            // request was aborted, R3).
+            if let H1Error::Body(body) = &error {
                 return Err((
-                    ProxyError::ResponseTimeout {
-                        server: server_name(backend, s),
+                    match body {
+                        BodyError::TooLarge(_) => ProxyError::BodyTooLarge,
+                        BodyError::Idle(_) => ProxyError::ClientBodyTimeout,
+                        BodyError::Client(_) | BodyError::Short => {
+                            ProxyError::BadRequest("malformed request body")
+                        }
                     },
                     Some(s),
                 ));
             }
-        };
-        // The client's body broke, stalled for `body_idle` or passed
-        // `max_body`: the client's fault, not the server's (the upstream
-        // request was aborted, R3).
-        if let H1Error::Body(body) = &error {
+            // No byte of a response came on a reused connection: the server
+            // closed it under the request. Not one byte written: again, on a
+            // fresh connection, whatever the method; an idempotent request
+            // without a body: once more.
+            if let Some(again) = unsent.filter(|r| {
+                error.invalid_reason().is_none()
+                    && is_reused
+                    && (nothing_sent || (is_replayable && r.body().is_end_stream()))
+            }) {
+                drop(in_flight);
+                request = again;
+                forced = Some(s);
+                fresh_only = true;
+                continue;
+            }
+            server.state.counters.count_response_error();
+            let server = server_name(backend, s);
             return Err((
-                match body {
-                    BodyError::TooLarge(_) => ProxyError::BodyTooLarge,
-                    BodyError::Idle(_) => ProxyError::ClientBodyTimeout,
-                    BodyError::Client(_) | BodyError::Short => {
-                        ProxyError::BadRequest("malformed request body")
-                    }
+                match error.invalid_reason() {
+                    Some(reason) => ProxyError::BadResponse { server, reason },
+                    None => ProxyError::Upstream {
+                        server,
+                        source: error,
+                    },
                 },
                 Some(s),
             ));
         }
-        // No byte of a response came on a reused connection: the server
-        // closed it under the request. Not one byte written: again, on a
-        // fresh connection, whatever the method; an idempotent request
-        // without a body: once more.
-        if let Some(again) = unsent.filter(|r| {
-            error.invalid_reason().is_none()
-                && is_reused
-                && (nothing_sent || (is_replayable && r.body().is_end_stream()))
-        }) {
-            drop(in_flight);
-            request = again;
-            forced = Some(s);
-            fresh_only = true;
-            continue;
-        }
-        server.state.counters.count_response_error();
-        let server = server_name(backend, s);
-        return Err((
-            match error.invalid_reason() {
-                Some(reason) => ProxyError::BadResponse { server, reason },
-                None => ProxyError::Upstream {
-                    server,
-                    source: error,
-                },
-            },
-            Some(s),
-        ));
     }
 }
 

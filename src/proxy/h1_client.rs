@@ -94,26 +94,31 @@ pub enum Start {
 /// Sends `request` on `conn` and waits for the response head. With
 /// `upgrade`, a `101` answer is accepted and its body is empty; the
 /// connection is then taken with `UpstreamBody::into_upgraded`.
-pub async fn send(
+// Not an `async fn`, which would keep its arguments twice in the request's
+// state (see `guard::serve`).
+#[allow(clippy::manual_async_fn)]
+pub fn send(
     conn: UpstreamConn,
     request: Request<RequestBody>,
     upgrade: bool,
     start: Start,
-) -> Result<Response<UpstreamBody>, SendError> {
-    let (parts, body) = request.into_parts();
-    let mut exchange = Exchange::new(conn, &parts, body, upgrade, start);
-    match poll_fn(|cx| exchange.poll_head(cx)).await {
-        Ok(head) => Ok(exchange.into_response(head)),
-        Err(error) => {
-            let nothing_sent = exchange.writer.written == 0;
-            let request = exchange
-                .replayable()
-                .map(|body| Request::from_parts(parts, body));
-            Err(SendError {
-                error,
-                request,
-                nothing_sent,
-            })
+) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> {
+    async move {
+        let (parts, body) = request.into_parts();
+        let mut exchange = Exchange::new(conn, &parts, body, upgrade, start);
+        match poll_fn(|cx| exchange.poll_head(cx)).await {
+            Ok(head) => Ok(exchange.into_response(head)),
+            Err(error) => {
+                let nothing_sent = exchange.writer.written == 0;
+                let request = exchange
+                    .replayable()
+                    .map(|body| Request::from_parts(parts, body));
+                Err(SendError {
+                    error,
+                    request,
+                    nothing_sent,
+                })
+            }
         }
     }
 }

@@ -49,46 +49,51 @@ pub struct ConnContext {
 }
 
 /// Serves one request; never fails (failures are responses).
-pub async fn serve(
+// Not an `async fn`, which would keep its arguments twice in the request's
+// state (see `guard::serve`).
+#[allow(clippy::manual_async_fn)]
+pub fn serve(
     ctx: Arc<ConnContext>,
     request: Request<Incoming>,
     request_guard: RequestGuard,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
-    let snapshot = ctx.shared.runtime.snapshot();
-    let identity = Identity::of(
-        ctx.peer.ip(),
-        &ctx.peer_ip,
-        &snapshot.topology.global,
-        request.headers(),
-    );
-    let line = ctx.shared.log.as_ref().map(|_| RequestLine::of(&request));
-    let facts = Facts {
-        started,
-        line: line.as_ref(),
-        identity: &identity,
-    };
-    let frontend = snapshot
-        .frontends
-        .iter()
-        .position(|f| f.listen == ctx.listen);
-    let forwarded = match frontend {
-        Some(f) => forward(&ctx, &snapshot, f, request, facts, request_guard).await,
-        None => Err(Failure::from(ProxyError::NoRoute)),
-    };
-    let mut response = match forwarded {
-        Ok(response) => response,
-        Err(failure) => answer_failure(&ctx, &snapshot, failure, facts),
-    };
-    identity.insert_request_id(response.headers_mut());
-    // Every answer of a TLS frontend carries HSTS, the proxy's own too
-    // (errors, redirects, direct answers).
-    if let Some(hsts) = frontend.and_then(|f| snapshot.frontends[f].hsts.as_ref()) {
-        response
-            .headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> {
+    async move {
+        let started = Instant::now();
+        let snapshot = ctx.shared.runtime.snapshot();
+        let identity = Identity::of(
+            ctx.peer.ip(),
+            &ctx.peer_ip,
+            &snapshot.topology.global,
+            request.headers(),
+        );
+        let line = ctx.shared.log.as_ref().map(|_| RequestLine::of(&request));
+        let facts = Facts {
+            started,
+            line: line.as_ref(),
+            identity: &identity,
+        };
+        let frontend = snapshot
+            .frontends
+            .iter()
+            .position(|f| f.listen == ctx.listen);
+        let forwarded = match frontend {
+            Some(f) => forward(&ctx, &snapshot, f, request, facts, request_guard).await,
+            None => Err(Failure::from(ProxyError::NoRoute)),
+        };
+        let mut response = match forwarded {
+            Ok(response) => response,
+            Err(failure) => answer_failure(&ctx, &snapshot, failure, facts),
+        };
+        identity.insert_request_id(response.headers_mut());
+        // Every answer of a TLS frontend carries HSTS, the proxy's own too
+        // (errors, redirects, direct answers).
+        if let Some(hsts) = frontend.and_then(|f| snapshot.frontends[f].hsts.as_ref()) {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        Ok(response)
     }
-    Ok(response)
 }
 
 /// A failure and where it happened.
@@ -187,109 +192,114 @@ struct Scope<'a> {
 }
 
 /// Routes and forwards one request.
-async fn forward(
+// Not an `async fn`, which would keep its arguments twice in the request's
+// state (see `guard::serve`).
+#[allow(clippy::manual_async_fn)]
+fn forward(
     ctx: &ConnContext,
     snapshot: &Snapshot,
     f: usize,
     request: Request<Incoming>,
     facts: Facts<'_>,
     request_guard: RequestGuard,
-) -> Result<Response<ProxyBody>, Failure> {
-    let frontend = &snapshot.frontends[f];
-    ctx.activity.follow_timeouts(&frontend.timeouts);
-    let frontend_in_flight = frontend.counters.begin();
-    let mut place = Place {
-        frontend: f,
-        backend: None,
-    };
-    if let Some(port) = &frontend.redirect_https {
-        let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
-        frontend.counters.count_response(response.status().as_u16());
-        return Ok(response);
-    }
-    let routed =
-        routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
-    let (b, chosen_route, origin_form, rewritten) = match routed {
-        Routed::Answer(response) => {
-            return Ok(routing::answer_directly(ctx, frontend, facts, *response));
+) -> impl Future<Output = Result<Response<ProxyBody>, Failure>> {
+    async move {
+        let frontend = &snapshot.frontends[f];
+        ctx.activity.follow_timeouts(&frontend.timeouts);
+        let frontend_in_flight = frontend.counters.begin();
+        let mut place = Place {
+            frontend: f,
+            backend: None,
+        };
+        if let Some(port) = &frontend.redirect_https {
+            let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
+            frontend.counters.count_response(response.status().as_u16());
+            return Ok(response);
         }
-        Routed::Backend {
-            backend,
-            route,
-            origin_form,
+        let routed =
+            routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+        let (b, chosen_route, origin_form, rewritten) = match routed {
+            Routed::Answer(response) => {
+                return Ok(routing::answer_directly(ctx, frontend, facts, *response));
+            }
+            Routed::Backend {
+                backend,
+                route,
+                origin_form,
+                rewritten,
+            } => (backend, route, origin_form, rewritten),
+        };
+        let scope = Scope {
+            facts,
             rewritten,
-        } => (backend, route, origin_form, rewritten),
-    };
-    let scope = Scope {
-        facts,
-        rewritten,
-        request_guard,
-        frontend_in_flight,
-    };
-    place.backend = Some(b);
-    let backend = &snapshot.backends[b];
-    limits::check_declared_body(request.headers(), backend.max_body)
-        .map_err(|e| place.fail(e, None))?;
-    let prepared = prepare(
-        ctx,
-        Names { frontend, backend },
-        chosen_route,
-        facts.identity,
-        request,
-        origin_form,
-    );
-    let response_timeout = chosen_route
-        .and_then(|r| r.route.response_timeout)
-        .unwrap_or(backend.timeouts.response);
-    let mut sent = attempt::send_with_retries(
-        backend,
-        prepared.pinned,
-        prepared.request,
-        prepared.upgrade.is_some(),
-        response_timeout,
-    )
-    .await
-    .map_err(|(error, server)| place.fail(error, server))?;
-    let s = sent.server;
-    let vars = Vars {
-        client_ip: facts.identity.client_ip_str(),
-        request_id: facts.identity.request_id_text(),
-        host: prepared
-            .host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(""),
-        frontend: &frontend.name,
-        backend: &backend.name,
-        server: &backend.servers[s].state.server,
-    };
-    rules::apply_response_rules(sent.response.headers_mut(), backend, chosen_route, &vars);
-    if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
-        // The connection is dropped with `sent.sender`, never pooled (R4).
-        backend.servers[s].state.counters.count_response_error();
-        let server = attempt::server_name(backend, s);
-        return Err(place.fail(ProxyError::BadResponse { server, reason }, Some(s)));
-    }
-    let status = sent.response.status();
-    backend.servers[s]
-        .state
-        .counters
-        .count_response(status.as_u16());
-    frontend.counters.count_response(status.as_u16());
-    match prepared.upgrade {
-        Some(upgrade) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
-            Ok(open_tunnel(ctx, backend, upgrade, sent))
-        }
-        upgrade => relay(
+            request_guard,
+            frontend_in_flight,
+        };
+        place.backend = Some(b);
+        let backend = &snapshot.backends[b];
+        limits::check_declared_body(request.headers(), backend.max_body)
+            .map_err(|e| place.fail(e, None))?;
+        let prepared = prepare(
             ctx,
-            frontend,
+            Names { frontend, backend },
+            chosen_route,
+            facts.identity,
+            request,
+            origin_form,
+        );
+        let response_timeout = chosen_route
+            .and_then(|r| r.route.response_timeout)
+            .unwrap_or(backend.timeouts.response);
+        let mut sent = attempt::send_with_retries(
             backend,
-            sent,
             prepared.pinned,
-            upgrade.is_some(),
-            scope,
+            prepared.request,
+            prepared.upgrade.is_some(),
+            response_timeout,
         )
-        .map_err(|e| place.fail(e, Some(s))),
+        .await
+        .map_err(|(error, server)| place.fail(error, server))?;
+        let s = sent.server;
+        let vars = Vars {
+            client_ip: facts.identity.client_ip_str(),
+            request_id: facts.identity.request_id_text(),
+            host: prepared
+                .host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+            frontend: &frontend.name,
+            backend: &backend.name,
+            server: &backend.servers[s].state.server,
+        };
+        rules::apply_response_rules(sent.response.headers_mut(), backend, chosen_route, &vars);
+        if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
+            // The connection is dropped with `sent.sender`, never pooled (R4).
+            backend.servers[s].state.counters.count_response_error();
+            let server = attempt::server_name(backend, s);
+            return Err(place.fail(ProxyError::BadResponse { server, reason }, Some(s)));
+        }
+        let status = sent.response.status();
+        backend.servers[s]
+            .state
+            .counters
+            .count_response(status.as_u16());
+        frontend.counters.count_response(status.as_u16());
+        match prepared.upgrade {
+            Some(upgrade) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                Ok(open_tunnel(ctx, backend, upgrade, sent))
+            }
+            upgrade => relay(
+                ctx,
+                frontend,
+                backend,
+                sent,
+                prepared.pinned,
+                upgrade.is_some(),
+                scope,
+            )
+            .map_err(|e| place.fail(e, Some(s))),
+        }
     }
 }
 
