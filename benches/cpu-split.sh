@@ -27,7 +27,7 @@
 # `switchyard_prev`, from SWITCHYARD_PREV_BIN:
 #   SWITCHYARD_BIN=... SWITCHYARD_PREV_BIN=... benches/cpu-split.sh ka haproxy switchyard switchyard_prev
 #
-# CONNS sets wrk's connections (64), ROUNDS the rounds (3), SECS each run's
+# CONNS sets the load generator's connections (64), ROUNDS the rounds (3), SECS each run's
 # length (6). Needs wrk, h2load, openssl, nginx, haproxy and perf (installed
 # if missing).
 set -u
@@ -50,10 +50,7 @@ mkdir -p "$W/logs" "$W/conf"
 # h2tls: both proxies terminate TLS with one certificate and offer h2.
 hbind="" stls=""
 if [ "$mode" = h2tls ]; then
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$W/key.pem" -out "$W/cert.pem" >/dev/null 2>&1 || { echo "openssl failed"; exit 1; }
-  cat "$W/cert.pem" "$W/key.pem" > "$W/both.pem"
+  localhost_cert "$W"
   hbind="ssl crt $W/both.pem alpn h2,http/1.1"
   stls="tls = { certs = [ { cert = \"$W/cert.pem\", key = \"$W/key.pem\" } ] }"
 fi

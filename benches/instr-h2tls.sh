@@ -21,10 +21,7 @@ targets=${*:-haproxy switchyard}
 W=$(mktemp -d /tmp/instr-h2tls.XXXXXX)
 trap 'for f in $W/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
 mkdir -p "$W/logs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-  -keyout "$W/key.pem" -out "$W/cert.pem" >/dev/null 2>&1 || { echo "openssl failed"; exit 1; }
-cat "$W/cert.pem" "$W/key.pem" > "$W/both.pem"
+localhost_cert "$W"
 start_origins "$W" 19501 19502
 port=19510
 start() { # target port out -> runs under callgrind, writes pid

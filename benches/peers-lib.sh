@@ -1,5 +1,5 @@
 # Sourced by the per-request counting scripts in benches/ (close-per-req.sh,
-# instr-h2tls.sh): the tools they need, two nginx origins, and HAProxy's and
+# cpu-split.sh, instr-h2tls.sh): the tools they need, two nginx origins, and HAProxy's and
 # Switchyard's configs for the same setup as ../shared/bench (round robin over
 # the two origins, pooled keep-alive upstream connections, X-Forwarded-For, no
 # access log, one thread).
@@ -13,6 +13,15 @@ need() {
   [ -z "$missing" ] && return 0
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >/dev/null 2>&1 \
     || { echo "cannot install:$missing"; exit 1; }
+}
+
+# localhost_cert DIR -> DIR/cert.pem, DIR/key.pem (Switchyard's) and
+# DIR/both.pem (HAProxy's): a self-signed certificate for localhost
+localhost_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1 || { echo "openssl failed"; exit 1; }
+  cat "$1/cert.pem" "$1/key.pem" > "$1/both.pem"
 }
 
 # start_origins DIR PORT1 PORT2 -> two nginx origins answering "origin=N"
