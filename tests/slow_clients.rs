@@ -150,6 +150,46 @@ async fn a_client_that_leaves_while_its_request_waits_aborts_the_upstream_reques
     proxy.shutdown().await;
 }
 
+/// A client that leaves once its request, body and all, waits for the
+/// server, on a connection that has waited before (its body came in two
+/// parts): the proxy sees it gone at once, not a moment into the request,
+/// and aborts the upstream request.
+#[tokio::test]
+async fn a_client_that_leaves_once_its_body_is_sent_aborts_the_upstream_request_at_once() {
+    let server = Recorder::start().await;
+    let proxy = start_proxy(&config(server.addr, "idle = \"60s\"")).await;
+    let mut client = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    client
+        .write_all(b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nfirst")
+        .await
+        .unwrap();
+    // Streamed on to the server: the proxy has read all there was, and
+    // waits in the reactor for the rest.
+    eventually("the body's first part reached the server", || async {
+        server.text().await.ends_with("first")
+    })
+    .await;
+    client.write_all(b"end").await.unwrap();
+    eventually("the whole body reached the server", || async {
+        server.text().await.ends_with("firstend")
+    })
+    .await;
+    assert!(!server.closed.load(Ordering::SeqCst));
+    drop(client);
+    // Well before the watch of a connection that never waited would start
+    // (`client_io::WATCH_AFTER`, 1 s).
+    tokio::time::timeout(Duration::from_millis(800), async {
+        while !server.closed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the upstream connection closed at once");
+    proxy.shutdown().await;
+}
+
 /// The next request on such a connection is read when the first one
 /// ends, not when the watch for a leaving client would have started.
 #[tokio::test]
@@ -176,6 +216,52 @@ async fn the_next_request_on_a_connection_whose_first_was_there_at_accept_is_rea
     for answer in &answers {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
+    assert_eq!(b.hits(), 3);
+    proxy.shutdown().await;
+}
+
+/// A request pipelined while the one before it waits for the server is
+/// not taken for the client leaving: it waits in the socket, the watch
+/// stops at its bytes, and it is answered after the first.
+#[tokio::test]
+async fn a_request_pipelined_while_the_first_waits_is_answered_after_it() {
+    let b = common::Backend::start("b").await;
+    let proxy = start_proxy(&config(b.addr, "idle = \"60s\"")).await;
+    let mut client = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    // A first exchange: the proxy's next read then waits, in the reactor,
+    // so the watch of the next request starts at once.
+    client
+        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_answer(&mut client).await.starts_with("HTTP/1.1 200"));
+    client
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the request is held", || async { b.held() == 1 }).await;
+    client
+        .write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the held request is released", || async {
+        b.release();
+        b.held() == 0
+    })
+    .await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("GET /two") {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let released = text.find("b released").expect("the first answer");
+    assert!(released < text.find("GET /two").unwrap(), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
     assert_eq!(b.hits(), 3);
     proxy.shutdown().await;
 }

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
@@ -44,14 +43,6 @@ pub struct ConnActivity {
     /// Milliseconds after `start` when the current phase began.
     since_ms: AtomicU64,
     is_h2: AtomicBool,
-    /// The HTTP/1 request in flight came whole, without a body to read:
-    /// what hyper reads until its response ends only watches for the
-    /// client leaving (`ClientStream::defer_watch`).
-    is_read_whole: AtomicBool,
-    /// The connection's task while that watch is deferred: woken when the
-    /// request ends. After a read that returned `Pending` hyper reads again
-    /// only once woken, and the next request may already be waiting.
-    watch: AtomicWaker,
     /// The premature-reset ratio tripped: the socket ends an HTTP/2
     /// connection with GOAWAY `ENHANCE_YOUR_CALM`.
     is_calm_asked: AtomicBool,
@@ -72,8 +63,6 @@ impl ConnActivity {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(0),
             is_h2: AtomicBool::new(false),
-            is_read_whole: AtomicBool::new(false),
-            watch: AtomicWaker::new(),
             is_calm_asked: AtomicBool::new(false),
             verdicts: HeadVerdicts::default(),
             client_header_ms: AtomicU64::new(millis(timeouts.client_header)),
@@ -101,20 +90,17 @@ impl ConnActivity {
         Duration::from_millis(self.write_idle_ms.load(Ordering::Relaxed))
     }
 
-    /// A request head arrived; the guard ends the request when dropped.
     /// Ends an HTTP/2 connection with GOAWAY `ENHANCE_YOUR_CALM` at the
     /// next frame boundary of what the server writes.
     pub fn ask_calm(&self) {
         self.is_calm_asked.store(true, Ordering::Relaxed);
     }
 
-    /// `is_whole`: the request has no body left to read.
-    pub fn request_started(self: &Arc<Self>, is_h2: bool, is_whole: bool) -> RequestGuard {
+    /// A request head arrived; the guard ends the request when dropped.
+    pub fn request_started(self: &Arc<Self>, is_h2: bool) -> RequestGuard {
         if is_h2 {
             self.is_h2.store(true, Ordering::Relaxed);
         }
-        self.is_read_whole
-            .store(is_whole && !is_h2, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         self.phase.store(PHASE_BUSY, Ordering::Relaxed);
         RequestGuard {
@@ -146,10 +132,9 @@ impl ConnActivity {
         }
     }
 
-    /// An HTTP/1 request that came whole is being answered.
-    fn is_answering_whole(&self) -> bool {
-        self.is_read_whole.load(Ordering::Relaxed)
-            && self.phase.load(Ordering::Relaxed) == PHASE_BUSY
+    /// An HTTP/1 request is being served.
+    fn is_serving_http1(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == PHASE_BUSY && !self.is_h2.load(Ordering::Relaxed)
     }
 
     /// When reading must have produced a request by.
@@ -177,9 +162,6 @@ pub struct RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let a = &self.activity;
-        if a.is_read_whole.swap(false, Ordering::Relaxed) {
-            a.watch.wake();
-        }
         if a.active.fetch_sub(1, Ordering::Relaxed) == 1
             && a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
         {
@@ -214,39 +196,67 @@ pub struct ClientStream<S> {
     out_frames: Option<OutFrames>,
     /// The GOAWAY `ENHANCE_YOUR_CALM` being written, once asked for.
     calm: Option<Calm>,
-    /// When the socket joins the reactor to watch for the client leaving
-    /// during the current request (`defer_watch`).
-    watch_from: Option<Instant>,
+    /// HTTP/1 heads read so far: tells one request's watch for the client
+    /// leaving from the next one's.
+    heads: u32,
+    /// The watch of the current request (`poll_client_left`).
+    watch: Option<Watch>,
+}
+
+/// One request's watch for the client leaving.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    /// The `heads` count of the request watched.
+    heads: u32,
+    /// On a socket not yet in the reactor: when the watch starts.
+    from: Option<Instant>,
+    /// Bytes of a next request came: nothing more to watch for this one.
+    is_over: bool,
 }
 
 /// How long the proxy lets a request that came whole run before it
 /// watches an accepted socket, not yet in the reactor, for the client
-/// leaving (`ClientStream::defer_watch`). The workers' timer anchor: a
+/// leaving (`ClientStream::poll_client_left`). The workers' timer anchor: a
 /// timer due this far ahead never wakes the worker's thread early
 /// (`workers::anchor_timers`), where a shorter one would cost an eventfd
 /// write per request.
 pub const WATCH_AFTER: Duration = super::workers::TIMER_ANCHOR;
 
-/// A client socket that may still be out of the reactor
-/// (`upstream::Socket::accepted`).
+/// A client socket, as the proxy watches it for the client leaving.
 pub trait Reactor {
+    /// Whether the proxy watches the socket for the client leaving itself
+    /// (`ClientStream::poll_client_left`), so hyper does not read it while
+    /// it answers an HTTP/1 request (hyper's `half_close`).
+    const IS_WATCHED: bool = false;
+
     /// Whether the socket has not waited for anything yet, and so is not
     /// in the reactor's epoll set.
     fn is_unregistered(&self) -> bool {
         false
     }
-}
 
-impl Reactor for Socket {
-    fn is_unregistered(&self) -> bool {
-        Socket::is_unregistered(self)
+    /// Waits, reading nothing, until the client sends more bytes
+    /// (`Ready(false)`) or closes or resets the connection (`Ready(true)`);
+    /// called only when `IS_WATCHED`.
+    fn poll_peer_closed(&mut self, _cx: &mut Context<'_>) -> Poll<bool> {
+        Poll::Pending
     }
 }
 
-/// Taken as registered, so its watch is never deferred: the handshake
-/// waits a round trip for the client's answer to the server's first
-/// flight, so the socket has almost always had to wait, and joined the
-/// reactor, by the first request.
+impl Reactor for Socket {
+    const IS_WATCHED: bool = true;
+
+    fn is_unregistered(&self) -> bool {
+        Socket::is_unregistered(self)
+    }
+
+    fn poll_peer_closed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        Socket::poll_peer_closed(self, cx)
+    }
+}
+
+/// Watched by hyper's own read: a client that leaves may first send TLS's
+/// closing alert, bytes that only a read through TLS tells from a request.
 impl Reactor for tokio_rustls::server::TlsStream<Socket> {}
 
 #[cfg(test)]
@@ -267,7 +277,8 @@ impl<S> ClientStream<S> {
             is_write_waiting: false,
             out_frames: None,
             calm: None,
-            watch_from: None,
+            heads: 0,
+            watch: None,
         }
     }
 }
@@ -352,38 +363,56 @@ thread_local! {
 }
 
 impl<S: Reactor> ClientStream<S> {
-    /// While an HTTP/1 request that came whole is answered, hyper reads
-    /// the client socket only to learn whether the client has left (and
-    /// then drops the request). On a socket not yet in the reactor that
-    /// watch starts `WATCH_AFTER` into the request: the read would block,
-    /// and waiting for it would add the socket to the epoll set, an
-    /// `epoll_ctl` now and another at close, for a request that is mostly
-    /// answered well before. `Some(Pending)` while the watch waits, with
-    /// the timer set for its start and the task woken when the request
-    /// ends.
-    fn defer_watch(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
-        if !self.inner.is_unregistered() || !self.activity.is_answering_whole() {
-            self.watch_from = None;
-            return None;
+    /// Whether the client has left while its HTTP/1 request, read whole, is
+    /// answered; an end of the stream counts as leaving, as it does for
+    /// hyper. hyper does not read the socket then (`half_close`): its read,
+    /// which would see the end of the stream, first takes a new 8 KiB
+    /// buffer, since the head just read still holds the old one. This
+    /// watch reads nothing. It runs where hyper flushes, which hyper does
+    /// on every poll of the connection, so the wake-up of a socket that
+    /// turns readable reaches it.
+    ///
+    /// On a socket not yet in the reactor the watch starts `WATCH_AFTER`
+    /// into the request: waiting for the socket would add it to the epoll
+    /// set, an `epoll_ctl` now and another at close, for a request that is
+    /// mostly answered well before. Bytes of a next request end the watch
+    /// for this one: hyper reads them once it has answered.
+    fn poll_client_left(&mut self, cx: &mut Context<'_>) -> bool {
+        if !S::IS_WATCHED || !self.activity.is_serving_http1() || !self.scan.is_between_messages() {
+            return false;
         }
-        let now = Instant::now();
-        let from = *self.watch_from.get_or_insert(now + WATCH_AFTER);
-        if now >= from {
-            return None;
+        let heads = self.heads;
+        let watch = match &mut self.watch {
+            Some(watch) if watch.heads == heads => watch,
+            other => other.insert(Watch {
+                heads,
+                from: None,
+                is_over: false,
+            }),
+        };
+        if watch.is_over {
+            return false;
         }
-        if self.armed != Some(from) {
-            self.timer.as_mut().reset(from.into());
-            self.armed = Some(from);
-        }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Pending => {
-                self.activity.watch.register(cx.waker());
-                Some(Poll::Pending)
+        if self.inner.is_unregistered() {
+            let from = *watch
+                .from
+                .get_or_insert_with(|| Instant::now() + WATCH_AFTER);
+            if self.armed != Some(from) {
+                self.timer.as_mut().reset(from.into());
+                self.armed = Some(from);
             }
-            Poll::Ready(()) => {
-                self.armed = None;
-                None
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
             }
+            self.armed = None;
+        }
+        match self.inner.poll_peer_closed(cx) {
+            Poll::Ready(true) => true,
+            Poll::Ready(false) => {
+                watch.is_over = true;
+                false
+            }
+            Poll::Pending => false,
         }
     }
 }
@@ -398,10 +427,7 @@ impl<S: AsyncRead + Reactor + Unpin> AsyncRead for ClientStream<S> {
         let before = buf.filled().len();
         let polled = match this.poll_sniffed(buf) {
             true => Poll::Ready(Ok(())),
-            false => match this.defer_watch(cx) {
-                Some(deferred) => return deferred,
-                None => Pin::new(&mut this.inner).poll_read(cx, buf),
-            },
+            false => Pin::new(&mut this.inner).poll_read(cx, buf),
         };
         match polled {
             Poll::Ready(Ok(())) => {
@@ -413,8 +439,11 @@ impl<S: AsyncRead + Reactor + Unpin> AsyncRead for ClientStream<S> {
                     if a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
                         && !a.is_h2.load(Ordering::Relaxed)
                     {
-                        this.scan
-                            .feed(&buf.filled()[before..], |v| a.verdicts.push(v));
+                        let heads = &mut this.heads;
+                        this.scan.feed(&buf.filled()[before..], |v| {
+                            *heads = heads.wrapping_add(1);
+                            a.verdicts.push(v);
+                        });
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -512,7 +541,7 @@ impl<S> ClientStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+impl<S: AsyncWrite + Reactor + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -549,10 +578,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         self.inner.is_write_vectored()
     }
 
+    /// Also where the client is watched for leaving
+    /// (`poll_client_left`); its leaving fails the flush, and hyper then
+    /// drops the connection with the request, which aborts the upstream
+    /// request.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.watch_write(cx, polled)
+        let polled = this.watch_write(cx, polled);
+        if matches!(polled, Poll::Ready(Ok(()))) && this.poll_client_left(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client left before its answer",
+            )));
+        }
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -583,9 +623,9 @@ mod tests {
             Some(Duration::from_secs(10)),
             "a new connection owes a head"
         );
-        let guard = a.request_started(false, false);
+        let guard = a.request_started(false);
         assert_eq!(limit(&a), None, "no read deadline while a request runs");
-        let second = a.request_started(false, false);
+        let second = a.request_started(false);
         drop(guard);
         assert_eq!(limit(&a), None, "still one request running");
         drop(second);
@@ -599,7 +639,7 @@ mod tests {
     #[test]
     fn the_latest_requests_snapshot_sets_the_next_deadlines() {
         let a = ConnActivity::new(&TIMEOUTS);
-        let guard = a.request_started(false, false);
+        let guard = a.request_started(false);
         a.follow_timeouts(&FrontendTimeouts {
             client_header: Duration::from_secs(2),
             idle: Duration::from_secs(5),
@@ -618,7 +658,7 @@ mod tests {
     #[test]
     fn http2_connections_only_have_the_idle_deadline_between_requests() {
         let a = ConnActivity::new(&TIMEOUTS);
-        drop(a.request_started(true, true));
+        drop(a.request_started(true));
         a.on_bytes();
         let idle = limit(&a).expect("idle deadline");
         assert!(idle >= Duration::from_secs(60));
@@ -674,7 +714,7 @@ mod tests {
     #[test]
     fn tunnels_have_no_request_deadline() {
         let a = ConnActivity::new(&TIMEOUTS);
-        let guard = a.request_started(false, false);
+        let guard = a.request_started(false);
         a.upgraded();
         drop(guard);
         a.on_bytes();

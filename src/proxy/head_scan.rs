@@ -83,6 +83,14 @@ impl HeadScan {
     /// a `Content-Length` value (20 digits) to read it.
     const LONGEST: usize = "content-length:".len() + 40;
 
+    /// Whether every byte fed so far belongs to whole messages: the last
+    /// head's body (if any) has been read to its end and no byte of the
+    /// next head has come. The client then has nothing more to send until
+    /// it is answered (`ClientStream::poll_client_left`).
+    pub fn is_between_messages(&self) -> bool {
+        self.at == Position::Head && self.lines == 0 && self.len == 0
+    }
+
     /// Feeds bytes as they were read; `verdict` gets one call per head that
     /// ends in them.
     pub fn feed(&mut self, mut bytes: &[u8], mut verdict: impl FnMut(Verdict)) {
@@ -394,6 +402,35 @@ mod tests {
         for (stream, expected) in cases {
             check(stream, expected);
         }
+    }
+
+    /// Fed a stream byte by byte, the scanner is between messages exactly
+    /// after each whole message: a head without a body, or a body read to
+    /// its last byte (by length, or chunks with trailers).
+    #[test]
+    fn the_scanner_knows_when_the_messages_read_are_whole() {
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".as_slice();
+        let sized = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".as_slice();
+        let chunked =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+                .as_slice();
+        let stream = [get, sized, chunked, get].concat();
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for message in [get, sized, chunked, get] {
+            at += message.len();
+            ends.push(at);
+        }
+        let mut scan = HeadScan::default();
+        assert!(scan.is_between_messages(), "nothing read yet");
+        let mut whole = Vec::new();
+        for (i, byte) in stream.iter().enumerate() {
+            scan.feed(std::slice::from_ref(byte), |_| {});
+            if scan.is_between_messages() {
+                whole.push(i + 1);
+            }
+        }
+        assert_eq!(whole, ends);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Response};
-use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -453,13 +452,12 @@ impl Conn {
         let service = service_fn(
             move |request: http::Request<hyper::body::Incoming>| -> ServeFuture {
                 // Started here, as hyper takes the head, not at the future's
-                // first poll: hyper reads the socket again before it polls the
-                // future, and that read must know that a request runs
-                // (`ClientStream::defer_watch`).
-                let started = ctx.activity.request_started(
-                    request.version() == http::Version::HTTP_2,
-                    request.body().is_end_stream(),
-                );
+                // first poll: hyper flushes the socket before it polls the
+                // future, and the watch for the client leaving there must
+                // know that a request runs (`ClientStream::poll_client_left`).
+                let started = ctx
+                    .activity
+                    .request_started(request.version() == http::Version::HTTP_2);
                 boxed_in_place(|| guard::serve(Arc::clone(&ctx), request, started))
             },
         );
@@ -478,7 +476,7 @@ impl Conn {
                 .await
             }
             false => {
-                let conn = http1_builder(&limits)
+                let conn = http1_builder(&limits, S::IS_WATCHED)
                     .serve_connection(io, service)
                     .with_upgrades();
                 drive(
@@ -568,13 +566,16 @@ const H2_MAX_HEADER_LIST: u32 = 32 * 1024;
 /// hyper's HTTP/1 settings; the head and idle deadlines are
 /// `ClientStream`'s. The head limits cap hyper's read buffer and field
 /// count (hyper answers 431 past them); the service checks each limit again
-/// exactly.
-fn http1_builder(limits: &FrontendLimits) -> http1::Builder {
+/// exactly. `is_watched`: the socket is watched for the client leaving
+/// below hyper (`ClientStream::poll_client_left`), so hyper does not read
+/// it while it answers (`half_close`).
+fn http1_builder(limits: &FrontendLimits, is_watched: bool) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
+        .half_close(is_watched)
         .max_headers(limits.max_headers as usize)
         // hyper's smallest buffer is 8 KiB.
         .max_buf_size((limits.max_head as usize).max(8192));

@@ -81,6 +81,27 @@ impl Socket {
         matches!(self.0, Io::Direct(_))
     }
 
+    /// Waits, reading nothing, until the peer sends more bytes or closes
+    /// its side: `Ready(true)` when it closed or reset the connection,
+    /// `Ready(false)` when bytes wait to be read. Joins the reactor; a
+    /// socket with nothing new to read then waits without a system call.
+    pub fn poll_peer_closed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let stream = match self.polled() {
+            Ok(stream) => stream.into_ref().get_ref(),
+            Err(_) => return Poll::Ready(true),
+        };
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        match ready!(stream.poll_peek(cx, &mut buf)) {
+            Ok(n) => Poll::Ready(n == 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Err(_) => Poll::Ready(true),
+        }
+    }
+
     /// The registered stream, registering an accepted socket first.
     fn polled(&mut self) -> io::Result<Pin<&mut TcpStream>> {
         if let Io::Direct(_) = self.0 {
@@ -301,6 +322,38 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.expect("the end");
         assert!(rest.is_empty());
+    }
+
+    /// Watching a socket for its peer leaving reads nothing: bytes that
+    /// came stay for the next read, and the end of the stream is seen
+    /// only once they are read. A reset counts as leaving.
+    #[tokio::test]
+    async fn watching_for_the_peer_leaving_reads_nothing() {
+        use std::future::poll_fn;
+        let (mut socket, mut client) = accepted_socket_and_its_client().await;
+        client.write_all(b"next").await.expect("write");
+        client.shutdown().await.expect("shutdown");
+        assert!(
+            !poll_fn(|cx| socket.poll_peer_closed(cx)).await,
+            "bytes wait"
+        );
+        assert!(!socket.is_unregistered(), "the watch joins the reactor");
+        let mut next = [0u8; 4];
+        socket.read_exact(&mut next).await.expect("read");
+        assert_eq!(&next, b"next");
+        assert!(poll_fn(|cx| socket.poll_peer_closed(cx)).await, "the end");
+
+        let (mut socket, client) = accepted_socket_and_its_client().await;
+        let mut watch = Box::pin(poll_fn(|cx| socket.poll_peer_closed(cx)));
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut watch).is_none(),
+            "still there"
+        );
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .expect("linger");
+        drop(client);
+        assert!(watch.await, "a reset");
     }
 
     /// Reads from an accepted socket into buffers that are not
