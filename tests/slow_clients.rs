@@ -266,6 +266,34 @@ async fn a_request_pipelined_while_the_first_waits_is_answered_after_it() {
     proxy.shutdown().await;
 }
 
+/// A client that sends two requests in one write and then closes its
+/// side: the first, read with the second behind it, is answered in full,
+/// as hyper answered it when it watched by reading (its buffer held the
+/// second request, so it did not read).
+#[tokio::test]
+async fn a_request_with_a_next_one_behind_it_is_answered_though_the_client_closed_its_side() {
+    let b = common::Backend::start("b").await;
+    let proxy = start_proxy(&config(b.addr, "idle = \"60s\"")).await;
+    let mut client = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    client.shutdown().await.unwrap();
+    eventually("the request is held", || async { b.held() == 1 }).await;
+    eventually("the held request is released", || async {
+        b.release();
+        b.held() == 0
+    })
+    .await;
+    let held = read_answer(&mut client).await;
+    assert!(held.starts_with("HTTP/1.1 200"), "{held}");
+    assert!(held.contains("b released"), "{held}");
+    proxy.shutdown().await;
+}
+
 /// One response with a `Content-Length` body, read whole.
 async fn read_answer(client: &mut TcpStream) -> String {
     let mut got = Vec::new();

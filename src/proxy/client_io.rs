@@ -376,9 +376,19 @@ impl<S: Reactor> ClientStream<S> {
     /// into the request: waiting for the socket would add it to the epoll
     /// set, an `epoll_ctl` now and another at close, for a request that is
     /// mostly answered well before. Bytes of a next request end the watch
-    /// for this one: hyper reads them once it has answered.
+    /// for this one: hyper reads them once it has answered. The request's
+    /// verdict is taken before its first flush (`routing::route` runs at
+    /// the future's first poll), so a verdict still waiting is a later
+    /// head's.
     fn poll_client_left(&mut self, cx: &mut Context<'_>) -> bool {
-        if !S::IS_WATCHED || !self.activity.is_serving_http1() || !self.scan.is_between_messages() {
+        // A next head already read (pipelined) is served after this
+        // request whatever the socket says next, as hyper's read did not
+        // watch while its buffer held bytes.
+        if !S::IS_WATCHED
+            || !self.activity.is_serving_http1()
+            || !self.scan.is_between_messages()
+            || !self.activity.verdicts.is_empty()
+        {
             return false;
         }
         let heads = self.heads;

@@ -311,6 +311,12 @@ impl HeadVerdicts {
             .store((len + 1).min(Self::CAPACITY), Ordering::Relaxed);
     }
 
+    /// Whether no head read waits for its request: a head read ahead
+    /// (pipelined) has a verdict here until its request starts.
+    pub fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
     /// Whether the oldest pending head must be refused. With none pending
     /// (the scanner lost the heads), every request is refused.
     pub fn take(&self) -> bool {
@@ -442,6 +448,18 @@ mod tests {
         }
         let taken: Vec<bool> = (0..4).map(|_| queue.take()).collect();
         assert_eq!(taken, [false, true, false, false]);
+    }
+
+    #[test]
+    fn the_queue_is_empty_once_every_head_is_taken() {
+        let queue = HeadVerdicts::default();
+        assert!(queue.is_empty());
+        queue.push(Verdict::Clean);
+        queue.push(Verdict::Clean);
+        queue.take();
+        assert!(!queue.is_empty(), "a head read ahead still waits");
+        queue.take();
+        assert!(queue.is_empty());
     }
 
     #[test]
