@@ -196,18 +196,14 @@ pub struct ClientStream<S> {
     out_frames: Option<OutFrames>,
     /// The GOAWAY `ENHANCE_YOUR_CALM` being written, once asked for.
     calm: Option<Calm>,
-    /// HTTP/1 heads read so far: tells one request's watch for the client
-    /// leaving from the next one's.
-    heads: u32,
-    /// The watch of the current request (`poll_client_left`).
+    /// The watch of the current request (`poll_client_left`); emptied when
+    /// a head is read, so each request starts its own.
     watch: Option<Watch>,
 }
 
 /// One request's watch for the client leaving.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Watch {
-    /// The `heads` count of the request watched.
-    heads: u32,
     /// On a socket not yet in the reactor: when the watch starts.
     from: Option<Instant>,
     /// Bytes of a next request came: nothing more to watch for this one.
@@ -277,7 +273,6 @@ impl<S> ClientStream<S> {
             is_write_waiting: false,
             out_frames: None,
             calm: None,
-            heads: 0,
             watch: None,
         }
     }
@@ -391,15 +386,7 @@ impl<S: Reactor> ClientStream<S> {
         {
             return false;
         }
-        let heads = self.heads;
-        let watch = match &mut self.watch {
-            Some(watch) if watch.heads == heads => watch,
-            other => other.insert(Watch {
-                heads,
-                from: None,
-                is_over: false,
-            }),
-        };
+        let watch = self.watch.get_or_insert_default();
         if watch.is_over {
             return false;
         }
@@ -449,9 +436,9 @@ impl<S: AsyncRead + Reactor + Unpin> AsyncRead for ClientStream<S> {
                     if a.phase.load(Ordering::Relaxed) != PHASE_TUNNEL
                         && !a.is_h2.load(Ordering::Relaxed)
                     {
-                        let heads = &mut this.heads;
+                        let watch = &mut this.watch;
                         this.scan.feed(&buf.filled()[before..], |v| {
-                            *heads = heads.wrapping_add(1);
+                            *watch = None;
                             a.verdicts.push(v);
                         });
                     }
