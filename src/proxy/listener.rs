@@ -520,7 +520,7 @@ where
     tokio::pin!(conn);
     // Polled only when one of them fires, not at every wake of the
     // connection (`Signal`).
-    let mut stop = Signal::new(async {
+    let stop = std::pin::pin!(async {
         let Some(calm) = calm else {
             shared.drain.cancelled().await;
             return Stop::Drain;
@@ -530,6 +530,7 @@ where
             () = calm.cancelled() => Stop::Calm,
         }
     });
+    let mut stop = Signal::new(stop);
     let result = tokio::select! {
         biased;
         result = conn.as_mut() => result,

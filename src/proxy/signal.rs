@@ -13,9 +13,11 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
-/// `inner`, polled only when it asked to be.
-pub struct Signal<F> {
-    inner: Pin<Box<F>>,
+/// `inner`, polled only when it asked to be. It stays where its owner
+/// pinned it (`std::pin::pin!`), so a connection's signal allocates only
+/// its flag.
+pub struct Signal<'a, F> {
+    inner: Pin<&'a mut F>,
     flag: Arc<Flag>,
     /// Wakes `flag`, then the task: given to `inner` as its waker.
     waker: Waker,
@@ -38,22 +40,22 @@ impl Wake for Flag {
     }
 }
 
-impl<F: Future> Signal<F> {
-    pub fn new(inner: F) -> Self {
+impl<'a, F: Future> Signal<'a, F> {
+    pub fn new(inner: Pin<&'a mut F>) -> Self {
         let flag = Arc::new(Flag {
             // Polled once at the start, to register.
             woken: AtomicBool::new(true),
             task: AtomicWaker::new(),
         });
         Signal {
-            inner: Box::pin(inner),
+            inner,
             waker: Waker::from(Arc::clone(&flag)),
             flag,
         }
     }
 }
 
-impl<F: Future> Future for Signal<F> {
+impl<F: Future> Future for Signal<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -82,7 +84,8 @@ mod tests {
     #[tokio::test]
     async fn a_signal_resolves_once_its_future_does() {
         let token = CancellationToken::new();
-        let mut signal = Box::pin(Signal::new(token.clone().cancelled_owned()));
+        let cancelled = std::pin::pin!(token.clone().cancelled_owned());
+        let mut signal = std::pin::pin!(Signal::new(cancelled));
         let waker = Waker::from(Arc::new(Noop));
         let mut cx = Context::from_waker(&waker);
         for _ in 0..3 {
@@ -92,7 +95,8 @@ mod tests {
         assert!(signal.as_mut().poll(&mut cx).is_ready());
         // Cancelled from another task while this one waits.
         let token = CancellationToken::new();
-        let waiting = tokio::spawn(Signal::new(token.clone().cancelled_owned()));
+        let cancelled = token.clone().cancelled_owned();
+        let waiting = tokio::spawn(async move { Signal::new(std::pin::pin!(cancelled)).await });
         tokio::task::yield_now().await;
         token.cancel();
         waiting.await.expect("resolves once cancelled");
