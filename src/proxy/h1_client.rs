@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use crate::upstream::{BodyError, RequestBody, Spare, UpgradedConn, UpstreamConn};
+use crate::upstream::{BodyError, RequestBody, UpgradedConn, UpstreamConn};
 
 /// Most header fields in a response head (hyper's client default).
 const MAX_HEADERS: usize = 100;
@@ -107,7 +107,7 @@ pub fn send(
         let (parts, body) = request.into_parts();
         let mut exchange = Exchange::new(conn, &parts, body, upgrade, start);
         match poll_fn(|cx| exchange.poll_head(cx)).await {
-            Ok(head) => Ok(exchange.into_response(head, parts.headers)),
+            Ok(head) => Ok(exchange.into_response(head)),
             Err(error) => {
                 let nothing_sent = exchange.writer.written == 0;
                 let request = exchange
@@ -141,14 +141,14 @@ struct Exchange {
 
 impl Exchange {
     fn new(
-        mut conn: UpstreamConn,
+        conn: UpstreamConn,
         parts: &http::request::Parts,
         body: RequestBody,
         upgrade: bool,
         start: Start,
     ) -> Self {
         Exchange {
-            writer: Writer::new(parts, body, conn.spare.take_head()),
+            writer: Writer::new(parts, body),
             conn,
             write_error: None,
             is_answered: false,
@@ -186,7 +186,7 @@ impl Exchange {
         }
         loop {
             if !self.conn.buf.is_empty() {
-                match parse_head(&mut self.conn.buf, &mut self.conn.spare, self.upgrade)? {
+                match parse_head(&mut self.conn.buf, self.upgrade)? {
                     Parsed::Head(head) => return Poll::Ready(Ok(head)),
                     // 100 Continue, 103 Early Hints: not relayed.
                     Parsed::Interim => continue,
@@ -221,9 +221,7 @@ impl Exchange {
         }
     }
 
-    /// The response, its body reading the rest; `request_headers`, written
-    /// out, are kept for the connection's next response (`Spare`).
-    fn into_response(mut self, head: Head, request_headers: HeaderMap) -> Response<UpstreamBody> {
+    fn into_response(self, head: Head) -> Response<UpstreamBody> {
         let Head {
             status,
             version,
@@ -242,14 +240,6 @@ impl Exchange {
         } else {
             framing
         };
-        self.conn.spare.keep_headers(request_headers);
-        let writer = match self.writer.is_done() {
-            true => {
-                self.conn.spare.keep_head(self.writer.take_head());
-                None
-            }
-            false => Some(Box::new(self.writer)),
-        };
         let body = UpstreamBody {
             // A body delimited by the close, or a request whose write
             // failed, leaves nothing to reuse.
@@ -257,7 +247,7 @@ impl Exchange {
                 && self.write_error.is_none()
                 && !matches!(decoder, Decoder::Close | Decoder::Upgrade),
             conn: Some(self.conn),
-            writer,
+            writer: (!self.writer.is_done()).then(|| Box::new(self.writer)),
             decoder,
             failed: None,
         };
@@ -294,10 +284,8 @@ enum Outgoing {
 }
 
 impl Writer {
-    /// The request's head is written into `head` (empty; a spare buffer
-    /// when the connection has one).
-    fn new(parts: &http::request::Parts, body: RequestBody, mut head: Vec<u8>) -> Self {
-        head.reserve(512);
+    fn new(parts: &http::request::Parts, body: RequestBody) -> Self {
+        let mut head = Vec::with_capacity(512);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -350,11 +338,6 @@ impl Writer {
     /// The whole request went out, flushed.
     fn is_done(&self) -> bool {
         self.is_flushed
-    }
-
-    /// The head's buffer, for the connection's next request.
-    fn take_head(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out.buf)
     }
 
     /// Ready once the whole request is written.
@@ -527,8 +510,7 @@ enum Parsed {
 
 /// Parses a response head at the start of `buf`, taking it out of `buf`
 /// when complete.
-/// Its fields go into the connection's spare map.
-fn parse_head(buf: &mut BytesMut, spare: &mut Spare, upgrade: bool) -> Result<Parsed, H1Error> {
+fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -573,8 +555,7 @@ fn parse_head(buf: &mut BytesMut, spare: &mut Spare, upgrade: bool) -> Result<Pa
         );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = spare.take_headers();
-    headers.reserve(count);
+    let mut headers = HeaderMap::with_capacity(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut chunked = None;
     let mut length: Option<u64> = None;
@@ -906,10 +887,7 @@ impl Body for UpstreamBody {
         };
         if let Some(writer) = this.writer.as_mut() {
             match writer.poll(&mut conn.io, cx) {
-                Poll::Ready(Ok(())) => {
-                    conn.spare.keep_head(writer.take_head());
-                    this.writer = None;
-                }
+                Poll::Ready(Ok(())) => this.writer = None,
                 // The request cannot be finished: the connection is
                 // dropped when the body ends or fails.
                 Poll::Ready(Err(H1Error::Body(e))) => return this.fail(H1Error::Body(e), cx),
@@ -1086,7 +1064,7 @@ mod tests {
 
     fn head(bytes: &[u8]) -> Result<Head, &'static str> {
         let mut buf = BytesMut::from(bytes);
-        match parse_head(&mut buf, &mut Spare::default(), false) {
+        match parse_head(&mut buf, false) {
             Ok(Parsed::Head(head)) => Ok(head),
             Ok(Parsed::Interim) => Err("interim"),
             Ok(Parsed::Partial) => Err("partial"),
@@ -1215,86 +1193,6 @@ mod tests {
                 .await
                 .expect("response head");
             assert_eq!(head.status, StatusCode::NO_CONTENT, "{start:?}");
-        }
-    }
-    /// Reads one request head from `server`.
-    async fn read_head(server: &mut tokio::net::TcpStream) -> Vec<u8> {
-        use tokio::io::AsyncReadExt;
-        let mut got = Vec::new();
-        while !got.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            let n = server.read(&mut byte).await.expect("read");
-            assert!(n > 0, "closed before the head ended");
-            got.push(byte[0]);
-        }
-        got
-    }
-
-    #[tokio::test]
-    async fn an_exchange_leaves_its_buffers_to_the_next_without_their_contents() {
-        use tokio::io::AsyncWriteExt;
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (mut server, _) = listener.accept().await.expect("accept");
-        let mut conn = UpstreamConn::new(crate::upstream::UpstreamStream::Plain(
-            crate::upstream::Socket::from(client),
-        ));
-        let exchanges: [(&str, &str, &[u8]); 2] = [
-            (
-                "/first",
-                "x-secret",
-                b"HTTP/1.1 200 OK\r\nx-a: 1\r\nx-b: 2\r\ncontent-length: 0\r\n\r\n",
-            ),
-            (
-                "/second",
-                "x-other",
-                b"HTTP/1.1 200 OK\r\nx-c: 3\r\ncontent-length: 0\r\n\r\n",
-            ),
-        ];
-        for (i, (path, field, answer)) in exchanges.into_iter().enumerate() {
-            if i > 0 {
-                // What the first exchange left: its head buffer and its
-                // request's map, both empty.
-                let mut spare = std::mem::take(&mut conn.spare);
-                let (head, headers) = (spare.take_head(), spare.take_headers());
-                assert!(
-                    head.is_empty() && head.capacity() >= 512,
-                    "{}",
-                    head.capacity()
-                );
-                assert!(headers.is_empty() && headers.capacity() > 0);
-                spare.keep_head(head);
-                spare.keep_headers(headers);
-                conn.spare = spare;
-            }
-            let request = Request::get(path)
-                .header(header::HOST, "app")
-                .header(field, "1")
-                .body(RequestBody::empty())
-                .expect("request");
-            let sending = tokio::spawn(send(conn, request, false, Start::Now));
-            let got = read_head(&mut server).await;
-            let want = format!("GET {path} HTTP/1.1\r\nhost: app\r\n{field}: 1\r\n\r\n");
-            assert_eq!(String::from_utf8_lossy(&got), want);
-            server.write_all(answer).await.expect("answer");
-            let response = sending.await.expect("joined").expect("response");
-            let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
-            match i {
-                0 => assert_eq!(names, ["x-a", "x-b", "content-length"]),
-                _ => assert_eq!(names, ["x-c", "content-length"]),
-            }
-            let mut body = response.into_body();
-            assert!(
-                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
-                    .await
-                    .is_none()
-            );
-            conn = body.take_reusable().expect("the connection is kept");
         }
     }
 }

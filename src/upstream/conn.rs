@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::UpstreamStream;
@@ -19,65 +18,16 @@ pub struct UpstreamConn {
     pub io: UpstreamStream,
     /// Read from the server, not yet consumed by a response.
     pub buf: BytesMut,
-    /// What the last exchange left to the next one, empty. Boxed: the
-    /// connection moves with each request, from the pool to the exchange,
-    /// the response body and back, and a pointer is all that moves.
-    pub spare: Box<Spare>,
 }
 
 /// A read buffer larger than this is not kept by an idle connection.
 const IDLE_BUFFER_KEPT: usize = 16 * 1024;
-/// A spare head buffer larger than this is not kept.
-const SPARE_HEAD_KEPT: usize = 4 * 1024;
-/// A spare header map with room for more fields than this is not kept.
-const SPARE_FIELDS_KEPT: usize = 64;
-
-/// The buffers of one exchange, cleared and kept for the next on the same
-/// connection: the request's head is written into `head`, and the response's
-/// fields are read into `headers`, which was the request's map (written out
-/// by then). The map then goes to the client's connection (hyper keeps it
-/// for that connection's next request head), so in steady keep-alive no
-/// exchange allocates either.
-#[derive(Debug, Default)]
-pub struct Spare {
-    head: Vec<u8>,
-    headers: HeaderMap,
-}
-
-impl Spare {
-    /// A buffer for a request head, empty.
-    pub fn take_head(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.head)
-    }
-
-    /// Keeps a head buffer once its bytes were written.
-    pub fn keep_head(&mut self, mut head: Vec<u8>) {
-        if head.capacity() <= SPARE_HEAD_KEPT {
-            head.clear();
-            self.head = head;
-        }
-    }
-
-    /// A header map for a response head, empty.
-    pub fn take_headers(&mut self) -> HeaderMap {
-        std::mem::take(&mut self.headers)
-    }
-
-    /// Keeps a request's header map once its head was written.
-    pub fn keep_headers(&mut self, mut headers: HeaderMap) {
-        if headers.capacity() <= SPARE_FIELDS_KEPT {
-            headers.clear();
-            self.headers = headers;
-        }
-    }
-}
 
 impl UpstreamConn {
     pub fn new(io: UpstreamStream) -> Self {
         UpstreamConn {
             io,
             buf: BytesMut::new(),
-            spare: Box::default(),
         }
     }
 

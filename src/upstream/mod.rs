@@ -14,7 +14,7 @@ mod socket;
 mod tls;
 
 pub use body::{BodyError, RequestBody};
-pub use conn::{Spare, UpgradedConn, UpstreamConn};
+pub use conn::{UpgradedConn, UpstreamConn};
 pub use pool::{PoolRegistry, ServerPool, set_lane};
 pub use socket::Socket;
 pub use tls::{UpstreamStream, UpstreamTls};
