@@ -105,14 +105,12 @@ pub fn send(
 ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> {
     async move {
         let (parts, body) = request.into_parts();
-        let mut exchange = Exchange::new(conn, &parts, body, upgrade, start);
+        let mut exchange = Exchange::new(conn, parts, body, upgrade, start);
         match poll_fn(|cx| exchange.poll_head(cx)).await {
             Ok(head) => Ok(exchange.into_response(head)),
             Err(error) => {
                 let nothing_sent = exchange.writer.written == 0;
-                let request = exchange
-                    .replayable()
-                    .map(|body| Request::from_parts(parts, body));
+                let request = exchange.into_replayable();
                 Err(SendError {
                     error,
                     request,
@@ -126,6 +124,12 @@ pub fn send(
 /// One request on a connection, up to its response head.
 struct Exchange {
     conn: UpstreamConn,
+    /// The request's head, kept to send it again; its header map, written
+    /// out by then, takes the response's fields (`parse_head`).
+    parts: http::request::Parts,
+    /// `parts.headers` went to the response: the request cannot be sent
+    /// again.
+    is_map_taken: bool,
     /// The request, written as far as the socket took it.
     writer: Writer,
     /// The write failed: kept while the server's answer may still be read
@@ -142,30 +146,31 @@ struct Exchange {
 impl Exchange {
     fn new(
         conn: UpstreamConn,
-        parts: &http::request::Parts,
+        parts: http::request::Parts,
         body: RequestBody,
         upgrade: bool,
         start: Start,
     ) -> Self {
         Exchange {
-            writer: Writer::new(parts, body),
+            writer: Writer::new(&parts, body),
             conn,
+            is_map_taken: false,
             write_error: None,
             is_answered: false,
             is_head: parts.method == Method::HEAD,
+            parts,
             upgrade,
             is_deferred: start == Start::AfterReadyTasks,
         }
     }
 
-    /// The body, when the request may go again: no response byte came and
-    /// no body byte was taken from the client.
-    fn replayable(&mut self) -> Option<RequestBody> {
-        if self.is_answered {
+    /// The request, when it may go again: no response byte came, no body
+    /// byte was taken from the client, and its map is still its own.
+    fn into_replayable(self) -> Option<Request<RequestBody>> {
+        if self.is_answered || self.writer.body_polled || self.is_map_taken {
             return None;
         }
-        (!self.writer.body_polled)
-            .then(|| std::mem::replace(&mut self.writer.body, RequestBody::empty()))
+        Some(Request::from_parts(self.parts, self.writer.body))
     }
 
     /// Writes what it can of the request and reads the response head.
@@ -186,7 +191,11 @@ impl Exchange {
         }
         loop {
             if !self.conn.buf.is_empty() {
-                match parse_head(&mut self.conn.buf, self.upgrade)? {
+                let parsed = parse_head(&mut self.conn.buf, &mut self.parts.headers, self.upgrade);
+                if !matches!(parsed, Ok(Parsed::Partial | Parsed::Interim)) {
+                    self.is_map_taken = true;
+                }
+                match parsed? {
                     Parsed::Head(head) => return Poll::Ready(Ok(head)),
                     // 100 Continue, 103 Early Hints: not relayed.
                     Parsed::Interim => continue,
@@ -509,8 +518,11 @@ enum Parsed {
 }
 
 /// Parses a response head at the start of `buf`, taking it out of `buf`
-/// when complete.
-fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
+/// when complete. A whole head's fields go into `map`, taken and cleared:
+/// the request's, written out by then and still in the cache, so that no
+/// response allocates a map of its own (hyper then keeps it for the client
+/// connection's next request head).
+fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap, upgrade: bool) -> Result<Parsed, H1Error> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -555,7 +567,9 @@ fn parse_head(buf: &mut BytesMut, upgrade: bool) -> Result<Parsed, H1Error> {
         );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = std::mem::take(map);
+    headers.clear();
+    headers.reserve(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut chunked = None;
     let mut length: Option<u64> = None;
@@ -1064,7 +1078,7 @@ mod tests {
 
     fn head(bytes: &[u8]) -> Result<Head, &'static str> {
         let mut buf = BytesMut::from(bytes);
-        match parse_head(&mut buf, false) {
+        match parse_head(&mut buf, &mut HeaderMap::new(), false) {
             Ok(Parsed::Head(head)) => Ok(head),
             Ok(Parsed::Interim) => Err("interim"),
             Ok(Parsed::Partial) => Err("partial"),
@@ -1158,7 +1172,7 @@ mod tests {
                 .body(RequestBody::empty())
                 .expect("request")
                 .into_parts();
-            let mut exchange = Exchange::new(conn, &parts, body, false, start);
+            let mut exchange = Exchange::new(conn, parts, body, false, start);
             let wakes = std::sync::Arc::new(Wakes(Default::default()));
             let waker = std::task::Waker::from(wakes.clone());
             let mut cx = Context::from_waker(&waker);
@@ -1194,5 +1208,74 @@ mod tests {
                 .expect("response head");
             assert_eq!(head.status, StatusCode::NO_CONTENT, "{start:?}");
         }
+    }
+
+    /// Reads one request head from `server`.
+    async fn read_head(server: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let n = server.read(&mut byte).await.expect("read");
+            assert!(n > 0, "closed before the head ended");
+            got.push(byte[0]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// A connection to a fresh listener, and the server's side of it.
+    async fn connected() -> (UpstreamConn, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let conn = UpstreamConn::new(crate::upstream::UpstreamStream::Plain(
+            crate::upstream::Socket::from(client),
+        ));
+        (conn, server)
+    }
+
+    fn request_with_secret() -> Request<RequestBody> {
+        Request::get("/users")
+            .header(header::HOST, "app")
+            .header("x-secret", "1")
+            .body(RequestBody::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_response_has_its_own_fields_only_though_it_reuses_the_requests_map() {
+        use tokio::io::AsyncWriteExt;
+
+        let (conn, mut server) = connected().await;
+        let sending = tokio::spawn(send(conn, request_with_secret(), false, Start::Now));
+        assert_eq!(
+            read_head(&mut server).await,
+            "GET /users HTTP/1.1\r\nhost: app\r\nx-secret: 1\r\n\r\n"
+        );
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .expect("answer");
+        let response = sending.await.expect("joined").expect("response");
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a", "content-length"]);
+        assert_eq!(response.headers()["x-a"], "1");
+    }
+
+    #[tokio::test]
+    async fn a_request_given_back_unanswered_keeps_its_fields() {
+        let (conn, mut server) = connected().await;
+        let sending = tokio::spawn(send(conn, request_with_secret(), false, Start::Now));
+        read_head(&mut server).await;
+        drop(server);
+        let failed = sending.await.expect("joined").expect_err("no response");
+        let request = failed.request.expect("unanswered: may go again");
+        assert_eq!(request.uri(), "/users");
+        assert_eq!(request.headers()[header::HOST], "app");
+        assert_eq!(request.headers()["x-secret"], "1");
     }
 }
