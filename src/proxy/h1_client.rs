@@ -1155,18 +1155,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_pooled_connection_writes_its_request_after_the_tasks_already_ready() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         for start in [Start::Now, Start::AfterReadyTasks] {
-            let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let (mut server, _) = listener.accept().await.expect("accept");
-            let conn = UpstreamConn::new(crate::upstream::UpstreamStream::Plain(
-                crate::upstream::Socket::from(client),
-            ));
+            let (conn, mut server) = connected().await;
             let (parts, body) = Request::get("/users")
                 .header(header::HOST, "app")
                 .body(RequestBody::empty())
@@ -1191,14 +1183,8 @@ mod tests {
                 }
             }
 
-            let mut got = Vec::new();
-            while !got.ends_with(b"\r\n\r\n") {
-                let mut chunk = [0u8; 256];
-                let n = server.read(&mut chunk).await.expect("read");
-                assert!(n > 0, "{start:?}: closed before the head ended");
-                got.extend_from_slice(&chunk[..n]);
-            }
-            assert!(got.starts_with(b"GET /users HTTP/1.1\r\n"), "{start:?}");
+            let got = read_head(&mut server).await;
+            assert!(got.starts_with("GET /users HTTP/1.1\r\n"), "{start:?}");
             server
                 .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
                 .await
