@@ -148,8 +148,15 @@ fn at_the_derived_limit_the_proxy_stops_accepting_and_the_admin_still_answers() 
     // 128 descriptors: (128 - 64) / 2 = 32 client connections.
     let proxy = start(128, "");
     assert_eq!(count(&proxy, "max_connections=32"), 1);
+    // Each sends the first byte of a request: the kernel hands a
+    // connection to the proxy only once its client has spoken
+    // (`TCP_DEFER_ACCEPT`).
     let held: Vec<TcpStream> = (0..100)
-        .map(|_| TcpStream::connect(&proxy.frontend).unwrap())
+        .map(|_| {
+            let mut stream = TcpStream::connect(&proxy.frontend).unwrap();
+            stream.write_all(b"G").unwrap();
+            stream
+        })
         .collect();
     let admin_host = proxy.admin.clone();
     for _ in 0..5 {
@@ -186,8 +193,15 @@ fn at_the_derived_limit_the_proxy_stops_accepting_and_the_admin_still_answers() 
 fn the_accept_loop_survives_emfile_and_logs_at_most_once_a_second() {
     // An explicit limit far above the descriptors: accept runs out (EMFILE).
     let mut proxy = start(64, "max_connections = 10000");
+    // Each sends the first byte of a request: the kernel hands a
+    // connection to the proxy only once its client has spoken
+    // (`TCP_DEFER_ACCEPT`).
     let held: Vec<TcpStream> = (0..100)
-        .map(|_| TcpStream::connect(&proxy.frontend).unwrap())
+        .map(|_| {
+            let mut stream = TcpStream::connect(&proxy.frontend).unwrap();
+            stream.write_all(b"G").unwrap();
+            stream
+        })
         .collect();
     eventually("accept fails with EMFILE", || {
         count(&proxy, "accept failed") >= 1

@@ -160,6 +160,32 @@ async fn a_slow_request_head_is_cut_by_the_client_header_timeout() {
     proxy.shutdown().await;
 }
 
+/// A client that connects and sends nothing is held by the kernel until
+/// its deferral ends (`TCP_DEFER_ACCEPT`, about a second), then handed to
+/// the proxy, which closes it when `client_header` has passed.
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_closed_after_the_deferral_and_the_client_header_timeout() {
+    let b = Backend::start("b").await;
+    let proxy = start_proxy(&config(
+        &server("b", b.addr),
+        "",
+        "timeouts = { client_header = \"300ms\" }",
+    ))
+    .await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(proxy.frontend_addr("web").unwrap())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(buf.is_empty(), "nothing is answered: {buf:?}");
+    // The kernel's deferral, then the head deadline.
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(b.hits(), 0);
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let b = Backend::start("b").await;

@@ -17,14 +17,16 @@ use http::{HeaderValue, Response};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+#[cfg(target_os = "linux")]
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::body::ProxyBody;
 use super::client_io::{ClientStream, ConnActivity, Reactor};
+use super::conn_limit::Place;
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
 use super::signal::Signal;
@@ -166,6 +168,8 @@ fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpLi
         // Linux copies the listening socket's options to each accepted
         // one: `TCP_NODELAY` set here saves a `setsockopt` per connection.
         socket.set_nodelay(true)?;
+        #[cfg(target_os = "linux")]
+        nix::sys::socket::setsockopt(&socket, DeferAccept, &DEFER_ACCEPT_SECS)?;
         if workers > 1 {
             socket.set_reuseport(true)?;
         }
@@ -177,6 +181,28 @@ fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpLi
     }
     Ok(sockets)
 }
+
+/// How long the kernel holds a new connection that has sent nothing before
+/// it hands it over anyway (`TCP_DEFER_ACCEPT`, in seconds; the kernel
+/// rounds it up to its SYN-ACK retransmissions: about one second).
+#[cfg(target_os = "linux")]
+const DEFER_ACCEPT_SECS: i32 = 1;
+
+#[cfg(target_os = "linux")]
+sockopt_impl!(
+    /// `TCP_DEFER_ACCEPT` on a listening socket: the kernel hands over a
+    /// connection (wakes the accept loop) once its first bytes have come,
+    /// not at the end of the handshake. Every client of an HTTP or TLS
+    /// frontend speaks first, so accepting a connection and reading its
+    /// request become one wake-up, and the read finds the request whole
+    /// instead of meeting it while the kernel still delivers it. HAProxy's
+    /// `defer-accept` and nginx's `deferred`.
+    DeferAccept,
+    Both,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    i32
+);
 
 /// When an address last logged an accept error: its workers' loops log at
 /// most one line a second together.
@@ -197,8 +223,8 @@ impl ErrorLog {
     }
 }
 
-/// Runs on one worker: takes a connection permit, accepts, and hands the
-/// connection to its own task on the same worker. At the connection limit
+/// Runs on one worker: takes a place under the connection cap, accepts,
+/// and hands the connection to its own task on the same worker. At the cap
 /// it stops accepting (the kernel backlog holds new clients); accept errors
 /// back off and never end the loop.
 async fn accept_loop(
@@ -215,16 +241,18 @@ async fn accept_loop(
             return;
         }
     };
+    // Polled only when cancelled, not at every accept (`Signal`).
+    let stopped = std::pin::pin!(stop.cancelled());
+    let mut stopped = Signal::new(stopped);
     loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => return,
-            permit = Arc::clone(&shared.connection_limit).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => return,
-            },
+        let place = tokio::select! {
+            biased;
+            () = &mut stopped => return,
+            place = shared.connection_limit.place() => place,
         };
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            biased;
+            () = &mut stopped => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -235,7 +263,7 @@ async fn accept_loop(
                 // per connection).
                 let conn_shared = Arc::clone(&shared);
                 shared.connections.spawn(boxed_in_place(move || {
-                    serve_connection(stream, peer, listen, conn_shared, permit)
+                    serve_connection(stream, peer, listen, conn_shared, place)
                 }));
             }
             Err(e) => {
@@ -288,7 +316,7 @@ async fn serve_connection(
     peer: SocketAddr,
     listen: SocketAddr,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    _place: Place,
 ) {
     // Inherited from the listening socket on Linux (`bind`).
     #[cfg(not(target_os = "linux"))]
@@ -604,6 +632,7 @@ fn http2_builder() -> http2::Builder<TokioExecutor> {
 mod tests {
     use super::bind;
     use super::ip_text;
+    use std::time::Duration;
 
     #[test]
     fn ip_text_is_the_address_as_displayed() {
@@ -637,10 +666,8 @@ mod tests {
         for socket in &sockets {
             assert_eq!(socket.local_addr().expect("bound").port(), port);
         }
-        let clients: Vec<_> = (0..30)
-            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects"))
-            .collect();
-        // Connected clients sit in the accept queue of the socket the
+        let clients: Vec<_> = (0..30).map(|_| speaking_client(port)).collect();
+        // Clients that spoke sit in the accept queue of the socket the
         // kernel chose; the sockets are non-blocking, so drain each.
         let per_socket: Vec<usize> = sockets
             .iter()
@@ -663,7 +690,7 @@ mod tests {
         for workers in [1, 2] {
             let sockets = bind(addr, workers).expect("binds");
             let port = sockets[0].local_addr().expect("bound").port();
-            let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+            let _client = speaking_client(port);
             // The connection sits in the accept queue of the socket the
             // kernel chose (the sockets are non-blocking).
             let (accepted, _) = sockets
@@ -672,6 +699,46 @@ mod tests {
                 .expect("one socket holds the connection");
             assert!(accepted.nodelay().expect("reads TCP_NODELAY"));
         }
+    }
+
+    /// A client connected to `port` that has sent its first byte: a
+    /// listening socket hands over a connection only then
+    /// (`TCP_DEFER_ACCEPT`), and writes on loopback arrive before `write`
+    /// returns.
+    fn speaking_client(port: u16) -> std::net::TcpStream {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        std::io::Write::write_all(&mut client, b"G").expect("writes");
+        client
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_connection_is_handed_over_once_its_client_has_spoken() {
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let socket = bind(addr, 1).expect("binds").remove(0);
+        let set = nix::sys::socket::getsockopt(&socket, super::DeferAccept).expect("reads");
+        assert!(set > 0, "TCP_DEFER_ACCEPT is set: {set}");
+        let listener = tokio::net::TcpListener::from_std(socket).expect("registers");
+        let port = listener.local_addr().expect("bound").port();
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("the handshake completes");
+        // Within the kernel's deferral (about a second) a client that has
+        // sent nothing is not handed over.
+        let early = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(early.is_err(), "handed over before it spoke");
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET")
+            .await
+            .expect("writes");
+        let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("handed over once it spoke")
+            .expect("accepts");
+        let mut first = [0u8; 3];
+        tokio::io::AsyncReadExt::read_exact(&mut accepted, &mut first)
+            .await
+            .expect("reads");
+        assert_eq!(&first, b"GET");
     }
 
     #[tokio::test]

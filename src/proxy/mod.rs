@@ -10,6 +10,7 @@ mod access_log;
 mod attempt;
 mod body;
 mod client_io;
+mod conn_limit;
 mod connect;
 mod error;
 #[doc(hidden)]
@@ -36,7 +37,6 @@ mod workers;
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +49,7 @@ pub use normalize::normalize_path;
 pub use workers::Workers;
 
 use crate::runtime::Runtime;
+use conn_limit::ConnectionLimit;
 
 /// What every connection of the proxy shares. Cloning the `Arc` costs one
 /// atomic increment.
@@ -66,8 +67,8 @@ pub struct Shared {
     pub tunnels: TaskTracker,
     /// Cancelled to cut tunnels when the grace period ends.
     pub stop_tunnels: CancellationToken,
-    /// Permits for client connections over all frontends.
-    pub connection_limit: Arc<Semaphore>,
+    /// The cap on client connections over all frontends.
+    pub connection_limit: Arc<ConnectionLimit>,
     /// The runtimes that accept and serve client connections.
     pub workers: Workers,
 }
@@ -86,7 +87,7 @@ impl Shared {
             drain: CancellationToken::new(),
             tunnels: TaskTracker::new(),
             stop_tunnels: CancellationToken::new(),
-            connection_limit: Arc::new(Semaphore::new(max_connections)),
+            connection_limit: ConnectionLimit::new(max_connections),
             workers,
         })
     }
