@@ -173,6 +173,22 @@ fn an_address_on_the_section_line_is_a_bind() {
     passes_check(&t.toml, "x");
 }
 
+/// `defer-accept` is what every Switchyard frontend does: translated, not
+/// listed as skipped; another bind option still is.
+#[test]
+fn defer_accept_on_a_bind_is_translated_by_the_default() {
+    let cfg = "defaults\n  mode http\nlisten app\n  bind 127.0.0.1:8080 defer-accept\n  \
+               server s 10.0.0.1:80\n";
+    let t = switchyard::import::translate(cfg, "x.cfg").unwrap();
+    assert!(t.skipped.is_empty(), "{:?}", t.skipped);
+    assert!(t.toml.contains("listen = \"127.0.0.1:8080\""), "{}", t.toml);
+    passes_check(&t.toml, "x");
+    let cfg = cfg.replace("defer-accept", "tfo");
+    let t = switchyard::import::translate(&cfg, "x.cfg").unwrap();
+    let reasons: Vec<&str> = t.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons, ["bind option `tfo` is not translated"]);
+}
+
 #[test]
 fn a_server_template_becomes_discover_and_its_resolvers_are_listed() {
     let cfg = "resolvers dns\n  nameserver ns1 10.0.0.2:53\n  hold valid 10s\n\

@@ -377,6 +377,8 @@ fn bind(cx: &mut Context, line: &Line, at: usize, f: &mut Frontend) {
     while let Some(option) = options.next() {
         match option.as_str() {
             "ssl" => is_ssl = true,
+            // Every Switchyard frontend defers accepts (TCP_DEFER_ACCEPT).
+            "defer-accept" => {}
             "crt" => match options.next() {
                 Some(cert) => certs.push(cert.clone()),
                 None => return cx.reject(line, "'crt' expects a file"),
