@@ -190,6 +190,23 @@ fn defer_accept_on_a_bind_is_translated_by_the_default() {
 }
 
 #[test]
+fn tcp_smart_accept_is_translated_by_the_default() {
+    let cfg = "defaults\n  mode http\n  option tcp-smart-accept\nfrontend f\n  bind :8080\n  \
+               option tcp-smart-accept\n  default_backend b\nbackend b\n  server s 10.0.0.1:80\n";
+    let t = switchyard::import::translate(cfg, "x.cfg").unwrap();
+    assert!(t.skipped.is_empty(), "{:?}", t.skipped);
+    passes_check(&t.toml, "x");
+    // Turning it off is not translated: every frontend delays the ACK.
+    let cfg = cfg.replace(
+        "  option tcp-smart-accept\n  default",
+        "  no option tcp-smart-accept\n  default",
+    );
+    let t = switchyard::import::translate(&cfg, "x.cfg").unwrap();
+    let lines: Vec<usize> = t.skipped.iter().map(|s| s.line).collect();
+    assert_eq!(lines, [6], "{:?}", t.skipped);
+}
+
+#[test]
 fn a_server_template_becomes_discover_and_its_resolvers_are_listed() {
     let cfg = "resolvers dns\n  nameserver ns1 10.0.0.2:53\n  hold valid 10s\n\
                defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend users\n\

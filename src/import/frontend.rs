@@ -117,7 +117,9 @@ fn read(
     rules: &mut Rules,
 ) -> bool {
     match (line.word(0), line.word(1)) {
-        ("mode", _) | ("option", "http-keep-alive") => {}
+        // Switchyard's default: keep-alive, and the request's ACK carried
+        // by its response (`listener::bind`).
+        ("mode", _) | ("option", "http-keep-alive" | "tcp-smart-accept") => {}
         ("acl", _) => cx.skip(line, "an ACL in `defaults` is not translated"),
         ("bind", _) => bind(cx, line, 1, f),
         ("default_backend", name) => {

@@ -26,7 +26,7 @@ pub fn role(line: &Line) -> Role {
     match (line.word(0), line.word(1)) {
         ("bind" | "default_backend" | "use_backend" | "redirect" | "maxconn" | "stats", _)
         | ("timeout", "client" | "http-request" | "http-keep-alive" | "client-fin")
-        | ("option", "http-keep-alive") => Role::Frontend,
+        | ("option", "http-keep-alive" | "tcp-smart-accept") => Role::Frontend,
         (
             "server" | "server-template" | "default-server" | "balance" | "cookie" | "http-check"
             | "retries",

@@ -237,6 +237,11 @@ pub trait Reactor {
     fn poll_peer_closed(&mut self, _cx: &mut Context<'_>) -> Poll<bool> {
         Poll::Pending
     }
+
+    /// Acknowledges what the client sent at once, and what it sends next
+    /// until the kernel delays acknowledgements again
+    /// (`Socket::acknowledge_now`).
+    fn acknowledge_now(&self) {}
 }
 
 impl Reactor for Socket {
@@ -249,11 +254,19 @@ impl Reactor for Socket {
     fn poll_peer_closed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         Socket::poll_peer_closed(self, cx)
     }
+
+    fn acknowledge_now(&self) {
+        Socket::acknowledge_now(self);
+    }
 }
 
 /// Watched by hyper's own read: a client that leaves may first send TLS's
 /// closing alert, bytes that only a read through TLS tells from a request.
-impl Reactor for tokio_rustls::server::TlsStream<Socket> {}
+impl Reactor for tokio_rustls::server::TlsStream<Socket> {
+    fn acknowledge_now(&self) {
+        self.get_ref().0.acknowledge_now();
+    }
+}
 
 #[cfg(test)]
 impl Reactor for tokio::io::DuplexStream {}
@@ -437,10 +450,22 @@ impl<S: AsyncRead + Reactor + Unpin> AsyncRead for ClientStream<S> {
                         && !a.is_h2.load(Ordering::Relaxed)
                     {
                         let watch = &mut this.watch;
+                        let mut is_head_read = false;
                         this.scan.feed(&buf.filled()[before..], |v| {
                             *watch = None;
+                            is_head_read = true;
                             a.verdicts.push(v);
                         });
+                        // The listening socket delays the kernel's ACK of a
+                        // request so that its response carries it
+                        // (`listener::bind`). A client whose body is still
+                        // to come may wait for that ACK before sending it
+                        // (Nagle's algorithm), so it gets one now, as
+                        // HAProxy re-enables quick ACKs for a request not
+                        // yet whole.
+                        if is_head_read && this.scan.is_in_body() {
+                            this.inner.acknowledge_now();
+                        }
                     }
                 }
                 Poll::Ready(Ok(()))

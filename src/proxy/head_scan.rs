@@ -91,6 +91,12 @@ impl HeadScan {
         self.at == Position::Head && self.lines == 0 && self.len == 0
     }
 
+    /// Whether the bytes fed so far end inside a message's body (its data
+    /// or chunk framing): the client has more of it to send.
+    pub fn is_in_body(&self) -> bool {
+        !matches!(self.at, Position::Head | Position::Stopped)
+    }
+
     /// Feeds bytes as they were read; `verdict` gets one call per head that
     /// ends in them.
     pub fn feed(&mut self, mut bytes: &[u8], mut verdict: impl FnMut(Verdict)) {
@@ -437,6 +443,31 @@ mod tests {
             }
         }
         assert_eq!(whole, ends);
+    }
+
+    #[test]
+    fn the_scanner_knows_when_a_body_is_still_to_come() {
+        let mut scan = HeadScan::default();
+        let mut steps: Vec<(&[u8], bool)> = vec![
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n", true),
+            (b"ab", true),
+            (b"c", false),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+            ),
+            (b"3\r\nabc\r\n", true),
+            (b"0\r\n", true),
+            (b"\r\n", false),
+        ];
+        // A head and its whole body in one read.
+        steps.push((b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", false));
+        for (bytes, in_body) in steps {
+            scan.feed(bytes, |_| {});
+            let shown = String::from_utf8_lossy(bytes);
+            assert_eq!(scan.is_in_body(), in_body, "after {shown:?}");
+        }
     }
 
     #[test]

@@ -176,6 +176,15 @@ fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpLi
         socket.bind(at)?;
         // Registered with the worker's runtime when it starts accepting.
         let listener = socket.listen(4096)?.into_std()?;
+        // Delayed ACKs from the start (HAProxy's `tcp-smart-accept`): the
+        // kernel acknowledges a request with its response instead of with
+        // an ACK of its own as it arrives, one segment less per
+        // connection. Accepted connections inherit it; `listen` resets it,
+        // so it is set after. A request whose body is still to come is
+        // acknowledged at once (`ClientStream`), and any other within the
+        // kernel's delayed-ACK time (40 ms) if its response takes longer.
+        #[cfg(target_os = "linux")]
+        socket2::SockRef::from(&listener).set_tcp_quickack(false)?;
         at = listener.local_addr()?;
         sockets.push(listener);
     }
@@ -739,6 +748,98 @@ mod tests {
             .await
             .expect("reads");
         assert_eq!(&first, b"GET");
+    }
+
+    /// A socket `bind` made holds `client` (connected and spoken): the
+    /// connection accepted, non-blocking, and a second handle on the same
+    /// socket to read its options.
+    #[cfg(target_os = "linux")]
+    fn accept_one(
+        listening: &std::net::TcpListener,
+    ) -> (std::net::TcpStream, impl Fn() -> bool + use<>) {
+        let (accepted, _) = listening.accept().expect("the client has spoken");
+        accepted.set_nonblocking(true).expect("non-blocking");
+        let probe = accepted.try_clone().expect("a second handle");
+        let is_quick = move || {
+            socket2::SockRef::from(&probe)
+                .tcp_quickack()
+                .expect("reads TCP_QUICKACK")
+        };
+        (accepted, is_quick)
+    }
+
+    /// The listening sockets delay the kernel's ACK of a request, so the
+    /// response carries it (HAProxy's `tcp-smart-accept`), and accepted
+    /// connections start so.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn requests_are_acknowledged_by_their_responses() {
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let socket = bind(addr, 1).expect("binds").remove(0);
+        let quick = socket2::SockRef::from(&socket).tcp_quickack();
+        assert!(!quick.expect("reads"), "the listening socket delays ACKs");
+        let port = socket.local_addr().expect("bound").port();
+        // The kernel leaves the delayed-ACK mode when its timer fires (40
+        // ms after a request came unanswered): on a busy machine one
+        // attempt may come too late, so one of five must see the mode.
+        let inherited = (0..5).any(|_| {
+            let _client = speaking_client(port);
+            let (_accepted, is_quick) = accept_one(&socket);
+            !is_quick()
+        });
+        assert!(inherited, "accepted connections start with delayed ACKs");
+    }
+
+    /// A request whose body has not all come is acknowledged at once (the
+    /// client may wait for that ACK to send the rest); a request that came
+    /// whole is not, so its response carries the ACK.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_request_whose_body_is_still_to_come_is_acknowledged_at_once() {
+        use super::{ClientStream, ConnActivity, DEFAULT_TIMEOUTS, Socket};
+        use tokio::io::AsyncReadExt;
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let socket = bind(addr, 1).expect("binds").remove(0);
+        let port = socket.local_addr().expect("bound").port();
+        let heads: [(&[u8], bool); 3] = [
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab",
+                false,
+            ),
+        ];
+        for (head, is_acked) in heads {
+            let mut seen = false;
+            // As above, an attempt whose connection has already left the
+            // delayed-ACK mode when it is read proves nothing: another.
+            for _ in 0..5 {
+                let mut client =
+                    std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+                std::io::Write::write_all(&mut client, head).expect("writes");
+                let (accepted, is_quick) = accept_one(&socket);
+                if is_quick() {
+                    continue;
+                }
+                let activity = ConnActivity::new(&DEFAULT_TIMEOUTS);
+                let mut stream = ClientStream::new(Socket::accepted(accepted), activity);
+                let mut buf = [0u8; 256];
+                let n = stream.read(&mut buf).await.expect("reads");
+                assert_eq!(&buf[..n], head);
+                seen = is_quick() == is_acked;
+                if seen {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(head);
+            assert!(seen, "acknowledged at once: {is_acked}, for {text:?}");
+        }
     }
 
     #[tokio::test]

@@ -102,6 +102,22 @@ impl Socket {
         }
     }
 
+    /// Acknowledges at once the bytes received and not yet acknowledged,
+    /// and leaves the kernel's delayed-ACK ("pingpong") mode, which an
+    /// accepted client connection starts in (`listener::bind`). Linux's
+    /// `TCP_QUICKACK`; a failure changes nothing but when the ACK leaves,
+    /// so it is ignored.
+    pub fn acknowledge_now(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let _ = match &self.0 {
+                Io::Direct(stream) => socket2::SockRef::from(stream).set_tcp_quickack(true),
+                Io::Polled(stream) => socket2::SockRef::from(stream).set_tcp_quickack(true),
+                Io::Closed => Ok(()),
+            };
+        }
+    }
+
     /// The registered stream, registering an accepted socket first.
     fn polled(&mut self) -> io::Result<Pin<&mut TcpStream>> {
         if let Io::Direct(_) = self.0 {
