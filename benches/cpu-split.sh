@@ -12,6 +12,13 @@
 #               `perf stat -e context-switches`
 #   syscalls    the proxy's system calls, and epoll_wait among them, from
 #               perf's system-call tracepoints
+#   segs        TCP segments sent on this machine (`nstat` TcpOutSegs): the
+#               client's, the proxy's and the origins' connections together
+#   load_busy   CPU 0's busy time (/proc/stat, all but idle and iowait), in
+#               µs: the load generator, the origins and the kernel's work for
+#               the segments they send. With a new connection per request
+#               that core is the bottleneck, so what a proxy makes it do
+#               sets the requests per second.
 #
 # CPU time varies from round to round on this machine; the split between
 # user and kernel time, and the context switches, are what to compare.
@@ -41,7 +48,7 @@ esac
 shift
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/peers-lib.sh"
-need wrk:wrk h2load:nghttp2-client openssl:openssl nginx:nginx haproxy:haproxy taskset:util-linux perf:linux-perf
+need wrk:wrk h2load:nghttp2-client openssl:openssl nginx:nginx haproxy:haproxy taskset:util-linux perf:linux-perf nstat:iproute2
 CONNS=${CONNS:-64}; ROUNDS=${ROUNDS:-3}; SECS=${SECS:-6}
 targets=(${*:-haproxy switchyard})
 W=$(mktemp -d /tmp/cpu-split.XXXXXX)
@@ -100,11 +107,16 @@ ticks() {
   done
   echo "$u $k"
 }
+# busy0 -> CPU 0's busy clock ticks so far (user, nice, system, irq, softirq)
+busy0() {
+  awk '/^cpu0 / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
 hz=$(getconf CLK_TCK)
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
     pid=$(cat "$W/$t.pid")
     read -r u0 k0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
+    b0=$(busy0); nstat -n >/dev/null
     perf stat -x, -o "$W/syscalls" -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p "$pid" &
     tracer=$!
     case $mode in
@@ -114,15 +126,17 @@ for r in $(seq 1 "$ROUNDS"); do
     out=$(perf stat -x, -e context-switches taskset -c 0 "${load[@]}" 2>&1)
     kill -INT "$tracer"; wait "$tracer"
     read -r u1 k1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
+    b1=$(busy0); segs=$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')
     n=$(awk '/requests in/ { print $1 } /^requests:/ { print $8 }' <<<"$out")
     w=$(awk -F, '/context-switches/ { print $1 }' <<<"$out")
     sc=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$W/syscalls")
     ep=$(awk -F, '/sys_enter_epoll_wait/ { print $1 }' "$W/syscalls")
     awk -v r="$r" -v t="$t" -v n="${n:-0}" -v s="$SECS" -v hz="$hz" -v u=$((u1 - u0)) -v k=$((k1 - k0)) \
-        -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" -v sc="${sc:-0}" -v ep="${ep:-0}" 'BEGIN {
+        -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" -v sc="${sc:-0}" -v ep="${ep:-0}" \
+        -v sg="${segs:-0}" -v lb=$((b1 - b0)) 'BEGIN {
       if (n == 0) { printf "%d %-15s no requests\n", r, t; exit }
       us = 1e6 / hz / n
-      printf "%d %-15s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f  syscalls %.2f  epoll_wait %.3f\n",
-        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n, sc / n, ep / n }'
+      printf "%d %-15s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f  syscalls %.2f  epoll_wait %.3f  segs %.2f  load_busy %.1f us\n",
+        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n, sc / n, ep / n, sg / n, lb * us }'
   done
 done

@@ -750,9 +750,9 @@ mod tests {
         assert_eq!(&first, b"GET");
     }
 
-    /// A socket `bind` made holds `client` (connected and spoken): the
-    /// connection accepted, non-blocking, and a second handle on the same
-    /// socket to read its options.
+    /// Accepts the connection waiting on a socket `bind` made (its client
+    /// has connected and spoken): the connection, non-blocking, and a
+    /// reader of its `TCP_QUICKACK` through a second handle on the socket.
     #[cfg(target_os = "linux")]
     fn accept_one(
         listening: &std::net::TcpListener,
