@@ -11,18 +11,20 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::body::ProxyBody;
+use super::boxed_in_place;
 use super::client_io::RequestGuard;
 use super::service::{self, ConnContext};
 
@@ -85,43 +87,68 @@ fn is_abusive(started: u32, premature: u32) -> bool {
     started >= MIN_STREAMS && u64::from(premature) * 2 > u64::from(started)
 }
 
-/// Notes an HTTP/2 stream whose service future is dropped before it ends:
-/// hyper drops it when the client resets the stream.
-struct StreamGuard<'a> {
-    watch: &'a ResetWatch,
+/// An HTTP/2 stream from its start until its response is ready: hyper
+/// drops the service future of a stream the client resets.
+struct Stream {
     started: Instant,
-    is_done: bool,
 }
 
-impl Drop for StreamGuard<'_> {
-    fn drop(&mut self) {
-        if !self.is_done && self.started.elapsed() < PREMATURE {
-            self.watch.reset_early();
+impl Stream {
+    /// Notes the stream as reset early when it ends unanswered within
+    /// `PREMATURE` of its start.
+    fn dropped_unanswered(self, watch: &ResetWatch) {
+        if self.started.elapsed() < PREMATURE {
+            watch.reset_early();
         }
     }
 }
 
+/// The future of one request as hyper holds it: `service::serve`'s future,
+/// made in a box of its own (`boxed_in_place`), behind a small wrapper that
+/// turns a panic in it into a `500` and notes an HTTP/2 stream dropped
+/// unanswered. A hand-written future rather than an `async` block around
+/// `catch_unwind` combinators: each combinator and each `.await` moves the
+/// request's whole future (3 KiB) once more, a `memcpy` into lines the
+/// cache does not hold.
+pub struct Serve<F> {
+    caught: CatchPanic<F>,
+    ctx: Arc<ConnContext>,
+    /// HTTP/2 only, until the response is ready.
+    stream: Option<Stream>,
+}
+
 /// Serves one request through `service::serve`, catching a panic in it.
-// An `async` block returned by a plain `fn`, not an `async fn`: an `async fn`
-// keeps each argument twice in its state, as the argument and as the local it
-// is moved into, and this state is part of every request's (the request's
-// future: 3,704 bytes, against 4,904 as `async fn`s; BENCHMARKS.md).
-#[allow(clippy::manual_async_fn)]
 pub fn serve(
     ctx: Arc<ConnContext>,
     request: Request<Incoming>,
     request_guard: RequestGuard,
-) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> {
-    async move {
-        let mut stream = (request.version() == Version::HTTP_2).then(|| {
-            ctx.resets.start();
-            StreamGuard {
-                watch: &ctx.resets,
-                started: Instant::now(),
-                is_done: false,
-            }
-        });
-        let response = catch_panic(service::serve(Arc::clone(&ctx), request, request_guard), |message| {
+) -> Serve<impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send> {
+    let stream = (request.version() == Version::HTTP_2).then(|| {
+        ctx.resets.start();
+        Stream {
+            started: Instant::now(),
+        }
+    });
+    let future = boxed_in_place(|| service::serve(Arc::clone(&ctx), request, request_guard));
+    Serve {
+        caught: CatchPanic {
+            future: Some(future),
+        },
+        ctx,
+        stream,
+    }
+}
+
+impl<F> Future for Serve<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let ctx = &this.ctx;
+        let response = ready!(this.caught.poll_caught(cx, |message| {
             let snapshot = ctx.shared.runtime.snapshot();
             let frontend = snapshot.frontends.iter().find(|f| f.listen == ctx.listen);
             if let Some(frontend) = frontend {
@@ -129,34 +156,53 @@ pub fn serve(
                 frontend.counters.count_response(500);
             }
             tracing::error!(client = %ctx.peer, panic = message, "request handling panicked; answered 500");
-        })
-        .await;
-        if let Some(stream) = stream.as_mut() {
-            stream.is_done = true;
-        }
-        Ok(response)
+        }));
+        this.stream = None;
+        Poll::Ready(Ok(response))
     }
 }
 
-/// Runs `future`; a panic in it calls `note` with the panic's text and
-/// becomes a 500 that closes the connection. A combinator, not an `async
-/// fn`: an `async fn` would hold `future` twice in its state (once as its
-/// argument, once as what it awaits), and this state is allocated for every
-/// request.
-fn catch_panic<F>(future: F, note: impl FnOnce(&str)) -> impl Future<Output = Response<ProxyBody>>
+impl<F> Drop for Serve<F> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.dropped_unanswered(&self.ctx.resets);
+        }
+    }
+}
+
+/// A boxed future whose panic becomes a `500` that closes the connection.
+struct CatchPanic<F> {
+    /// `None` once it has answered.
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F> CatchPanic<F>
 where
     F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
 {
-    AssertUnwindSafe(future)
-        .catch_unwind()
-        .map(|caught| match caught {
-            Ok(Ok(response)) => response,
-            Ok(Err(never)) => match never {},
+    /// Polls the future; a panic in it calls `note` with the panic's text
+    /// and answers `500`. Polled again after it answered, it answers `500`.
+    fn poll_caught(
+        &mut self,
+        cx: &mut Context<'_>,
+        note: impl FnOnce(&str),
+    ) -> Poll<Response<ProxyBody>> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Ready(internal_error());
+        };
+        let response = match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+        {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(response))) => response,
+            Ok(Poll::Ready(Err(never))) => match never {},
             Err(panic) => {
                 note(panic_text(panic.as_ref()));
                 internal_error()
             }
-        })
+        };
+        self.future = None;
+        Poll::Ready(response)
+    }
 }
 
 fn panic_text(panic: &(dyn Any + Send)) -> &str {
@@ -226,38 +272,74 @@ mod tests {
         assert!(watch.tripped().is_none());
     }
 
+    /// Polls `future` to its answer through `CatchPanic`, as `Serve` does.
+    async fn caught(
+        future: impl Future<Output = Result<Response<ProxyBody>, Infallible>>,
+        note: impl FnOnce(&str),
+    ) -> Response<ProxyBody> {
+        let mut caught = CatchPanic {
+            future: Some(Box::pin(future)),
+        };
+        let mut note = Some(note);
+        std::future::poll_fn(|cx| {
+            caught.poll_caught(cx, |text| {
+                if let Some(note) = note.take() {
+                    note(text);
+                }
+            })
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn a_panic_in_one_request_becomes_a_500_and_is_noted() {
         fn explode() -> Result<Response<ProxyBody>, Infallible> {
             panic!("boom in the handler")
         }
         let mut noted = None;
-        let response = catch_panic(async { explode() }, |text| noted = Some(text.to_owned())).await;
+        let response = caught(async { explode() }, |text| noted = Some(text.to_owned())).await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.headers()[header::CONNECTION], "close");
         assert_eq!(noted.as_deref(), Some("boom in the handler"));
-        let fine = catch_panic(async { Ok(Response::new(ProxyBody::empty())) }, |_| {
+        let fine = caught(async { Ok(Response::new(ProxyBody::empty())) }, |_| {
             unreachable!("no panic")
         })
         .await;
         assert_eq!(fine.status(), StatusCode::OK);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn only_streams_dropped_early_and_unfinished_count() {
-        let watch = ResetWatch::default();
-        let guard = |watch| StreamGuard {
-            watch,
-            started: Instant::now(),
-            is_done: false,
+    #[tokio::test]
+    async fn a_request_that_waits_is_polled_again_and_answers_once() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut caught = CatchPanic {
+            future: Some(Box::pin(async move {
+                let _ = rx.await;
+                Ok(Response::new(ProxyBody::empty()))
+            })),
         };
-        drop(guard(&watch));
-        let mut finished = guard(&watch);
-        finished.is_done = true;
-        drop(finished);
-        let late = guard(&watch);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(caught.poll_caught(&mut cx, |_| unreachable!()).is_pending());
+        tx.send(()).expect("the request waits");
+        let Poll::Ready(response) = caught.poll_caught(&mut cx, |_| unreachable!()) else {
+            panic!("answers once its wait is over");
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            caught.future.is_none(),
+            "the request's state is freed with its answer"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_streams_dropped_early_count() {
+        let watch = ResetWatch::default();
+        let stream = || Stream {
+            started: Instant::now(),
+        };
+        stream().dropped_unanswered(&watch);
+        let late = stream();
         tokio::time::advance(PREMATURE).await;
-        drop(late);
+        late.dropped_unanswered(&watch);
         assert_eq!(watch.premature.load(Ordering::Relaxed), 1);
     }
 }

@@ -6,14 +6,13 @@
 //! finish.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Response};
+use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,14 +22,13 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-use super::body::ProxyBody;
 use super::client_io::{ClientStream, ConnActivity, Reactor};
 use super::conn_limit::Place;
 use super::guard::{self, ResetWatch};
 use super::service::ConnContext;
 use super::signal::Signal;
 use super::tls;
+use super::{Shared, boxed_in_place};
 use crate::model::{FrontendLimits, FrontendName, FrontendTimeouts};
 use crate::runtime::{BindError, ListenerControl, Snapshot};
 use crate::upstream::Socket;
@@ -383,18 +381,6 @@ struct Conn {
     limits: FrontendLimits,
 }
 
-/// The service future of one request, boxed: hyper keeps a slot for it
-/// for the connection's whole life, and an idle connection should not keep
-/// room for a request in flight.
-type ServeFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
-
-/// Boxes the future `make` returns, allocating first so that the future is
-/// made in its heap slot: `Box::pin(future)` makes it on the stack and
-/// copies all of its (multi-KiB) size into the box, per request.
-fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
-}
-
 /// An IP address as a header value: formatted on the stack, then one
 /// allocation that carries its own count, so the clones into each request's
 /// `X-Forwarded-For` allocate nothing. IPv4 is written digit by digit:
@@ -486,18 +472,16 @@ impl Conn {
         });
         let calm = ctx.resets.tripped().cloned();
         let conn_activity = Arc::clone(&ctx.activity);
-        let service = service_fn(
-            move |request: http::Request<hyper::body::Incoming>| -> ServeFuture {
-                // Started here, as hyper takes the head, not at the future's
-                // first poll: hyper flushes the socket before it polls the
-                // future, and the watch for the client leaving there must
-                // know that a request runs (`ClientStream::poll_client_left`).
-                let started = ctx
-                    .activity
-                    .request_started(request.version() == http::Version::HTTP_2);
-                boxed_in_place(|| guard::serve(Arc::clone(&ctx), request, started))
-            },
-        );
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            // Started here, as hyper takes the head, not at the future's
+            // first poll: hyper flushes the socket before it polls the
+            // future, and the watch for the client leaving there must
+            // know that a request runs (`ClientStream::poll_client_left`).
+            let started = ctx
+                .activity
+                .request_started(request.version() == http::Version::HTTP_2);
+            guard::serve(Arc::clone(&ctx), request, started)
+        });
         let io = TokioIo::new(io);
         let result = match is_h2 {
             // Boxed: an HTTP/1 connection's task is not sized for h2 state.

@@ -35,6 +35,8 @@ mod tls;
 mod tunnel;
 mod workers;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -91,4 +93,12 @@ impl Shared {
             workers,
         })
     }
+}
+
+/// Boxes the future `make` returns, allocating first so that the future is
+/// made in its heap slot: `Box::pin(future)` makes it on the stack and
+/// copies all of its (multi-KiB) size into the box. For the futures made per
+/// connection and per request.
+fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
