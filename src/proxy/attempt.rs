@@ -61,7 +61,7 @@ impl Tried {
 /// but for a stale pooled connection (see the module's head).
 /// `response_timeout` is the backend's, or the route's when it sets one.
 // Not an `async fn`, which would keep its arguments twice in the request's
-// state (see `guard::serve`).
+// state (see `service::serve`).
 #[allow(clippy::manual_async_fn)]
 pub fn send_with_retries(
     backend: &BackendPlan,

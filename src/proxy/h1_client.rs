@@ -95,7 +95,7 @@ pub enum Start {
 /// `upgrade`, a `101` answer is accepted and its body is empty; the
 /// connection is then taken with `UpstreamBody::into_upgraded`.
 // Not an `async fn`, which would keep its arguments twice in the request's
-// state (see `guard::serve`).
+// state (see `service::serve`).
 #[allow(clippy::manual_async_fn)]
 pub fn send(
     conn: UpstreamConn,
