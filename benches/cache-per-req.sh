@@ -15,6 +15,13 @@
 #
 # Prints one line per target: instructions, I1 misses, D1 read and write
 # misses, mispredicted conditional and indirect branches, per request.
+#
+# Two knobs, for the working set of many connections:
+#   CONNS=256          the load generator's connections (the script's
+#                      `h2load -c 16` runs as `-c 256`)
+#   LL=1048576,16,64   also simulates a last-level cache of that size,
+#                      associativity and line (a 1 MiB L2 per core, say), and
+#                      prints its instruction, read and write misses (LLi LLr LLw)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 script="${SCRIPT:-$here/../shared/bench/instr-per-req.sh}"
@@ -36,14 +43,29 @@ for a in "\$@"; do
     *) args+=("\$a") ;;
   esac
 done
-exec "$real" --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --branch-sim=yes "\${args[@]}"
+exec "$real" --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 ${LL:+--LL=$LL} --branch-sim=yes "\${args[@]}"
 EOF
 chmod +x "$keep/bin/valgrind"
+if [ -n "${CONNS:-}" ]; then
+  command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+  real_h2load="$(command -v h2load)"
+  cat >"$keep/bin/h2load" <<EOF
+#!/usr/bin/env bash
+args=()
+while [ \$# -gt 0 ]; do
+  if [ "\$1" = -c ]; then args+=(-c "$CONNS"); shift 2; else args+=("\$1"); shift; fi
+done
+exec "$real_h2load" "\${args[@]}"
+EOF
+  chmod +x "$keep/bin/h2load"
+fi
 export N1="${N1:-2000}" N2="${N2:-10000}"
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(haproxy switchyard)
 PATH="$keep/bin:$PATH" "$script" "${targets[@]}" >"$keep/script.out"
-printf '%-12s %9s %7s %7s %7s %7s %7s\n' target Ir I1mr D1mr D1mw Bcm Bim
+ll_head=""
+[ -z "${LL:-}" ] || ll_head="$(printf ' %7s %7s %7s' LLi LLr LLw)"
+printf '%-12s %9s %7s %7s %7s %7s %7s%s\n' target Ir I1mr D1mr D1mw Bcm Bim "$ll_head"
 for t in "${targets[@]}"; do
   a="$keep/cg/$t.$N1.cg" b="$keep/cg/$t.$N2.cg"
   if [ ! -s "$a" ] || [ ! -s "$b" ]; then echo "$t no figure"; continue; fi
@@ -60,6 +82,7 @@ def read(path):
     return dict(zip(events, summary))
 x, y = read(a), read(b)
 per = {k: (y[k] - x[k]) / (n2 - n1) for k in y}
-print(f"{t:<12} {per['Ir']:9.0f} {per['I1mr']:7.0f} {per['D1mr']:7.0f} {per['D1mw']:7.0f} {per['Bcm']:7.0f} {per['Bim']:7.0f}")
+ll = "".join(f" {per[k]:7.1f}" for k in ("ILmr", "DLmr", "DLmw") if k in per)
+print(f"{t:<12} {per['Ir']:9.0f} {per['I1mr']:7.0f} {per['D1mr']:7.0f} {per['D1mw']:7.0f} {per['Bcm']:7.0f} {per['Bim']:7.0f}{ll}")
 PY
 done

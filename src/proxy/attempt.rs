@@ -6,6 +6,9 @@
 //! reused connection that closed before any byte of a response, goes once
 //! more on a fresh connection to the same server.
 
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
@@ -141,20 +144,37 @@ pub fn send_with_retries(
                 true => h1_client::Start::AfterReadyTasks,
                 false => h1_client::Start::Now,
             };
-            let send = h1_client::send(conn, request, is_upgrade, start);
-            // The deadline from the clock read above (one read fewer than
-            // `timeout` alone); `timeout` copes with one past the clock's range.
-            let outcome = match sent_at.checked_add(response_timeout) {
-                Some(deadline) => tokio::time::timeout_at(deadline.into(), send),
-                None => tokio::time::timeout(response_timeout, send),
-            }
+            // The exchange and its deadline live in this future's state and
+            // are polled here, not moved into futures of their own
+            // (`h1_client::Exchange`). The deadline comes from the clock read
+            // above; `sleep` copes with one past the clock's range.
+            let mut exchange = h1_client::Exchange::start(conn, request, is_upgrade, start);
+            let deadline = match sent_at.checked_add(response_timeout) {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()),
+                None => tokio::time::sleep(response_timeout),
+            };
+            let mut deadline = pin!(deadline);
+            // The exchange first, as `tokio::time::timeout` polls its future.
+            let head = poll_fn(|cx| match exchange.poll_head(cx) {
+                Poll::Ready(head) => Poll::Ready(Some(head)),
+                Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
+            })
             .await;
+            let Some(head) = head else {
+                server.state.counters.count_response_error();
+                return Err((
+                    ProxyError::ResponseTimeout {
+                        server: server_name(backend, s),
+                    },
+                    Some(s),
+                ));
+            };
             let SendError {
                 error,
                 request: unsent,
                 nothing_sent,
-            } = match outcome {
-                Ok(Ok(response)) => {
+            } = match exchange.finish(head) {
+                Ok(response) => {
                     return Ok(Sent {
                         server: s,
                         in_flight,
@@ -163,16 +183,7 @@ pub fn send_with_retries(
                         response_time: sent_at.elapsed(),
                     });
                 }
-                Ok(Err(failure)) => failure,
-                Err(_elapsed) => {
-                    server.state.counters.count_response_error();
-                    return Err((
-                        ProxyError::ResponseTimeout {
-                            server: server_name(backend, s),
-                        },
-                        Some(s),
-                    ));
-                }
+                Err(failure) => failure,
             };
             // The client's body broke, stalled for `body_idle` or passed
             // `max_body`: the client's fault, not the server's (the upstream

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 client that speaks to servers, driven by the request's own
 //! task: no task per connection, no channel between the request and its
-//! connection. `send` writes the head, streams the request body while it
+//! connection. An `Exchange` writes the head, streams the request body while it
 //! waits for the response head, and returns the response with a body
 //! (`UpstreamBody`) that reads the rest from the socket and gives the
 //! connection back only when the response ended cleanly and the whole
@@ -12,7 +12,6 @@
 //! the decoder cannot follow is an error, and the connection is dropped,
 //! never pooled.
 
-use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -91,38 +90,31 @@ pub enum Start {
     AfterReadyTasks,
 }
 
-/// Sends `request` on `conn` and waits for the response head. With
-/// `upgrade`, a `101` answer is accepted and its body is empty; the
-/// connection is then taken with `UpstreamBody::into_upgraded`.
-// Not an `async fn`, which would keep its arguments twice in the request's
-// state (see `service::serve`).
-#[allow(clippy::manual_async_fn)]
-pub fn send(
+/// Sends `request` on `conn` and waits for the response head: an
+/// `Exchange` polled in a future of its own, for the tests.
+#[cfg(test)]
+pub async fn send(
     conn: UpstreamConn,
     request: Request<RequestBody>,
     upgrade: bool,
     start: Start,
-) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> {
-    async move {
-        let (parts, body) = request.into_parts();
-        let mut exchange = Exchange::new(conn, parts, body, upgrade, start);
-        match poll_fn(|cx| exchange.poll_head(cx)).await {
-            Ok(head) => Ok(exchange.into_response(head)),
-            Err(error) => {
-                let nothing_sent = exchange.writer.written == 0;
-                let request = exchange.into_replayable();
-                Err(SendError {
-                    error,
-                    request,
-                    nothing_sent,
-                })
-            }
-        }
-    }
+) -> Result<Response<UpstreamBody>, SendError> {
+    let mut exchange = Exchange::start(conn, request, upgrade, start);
+    let head = std::future::poll_fn(|cx| exchange.poll_head(cx)).await;
+    exchange.finish(head)
 }
 
-/// One request on a connection, up to its response head.
-struct Exchange {
+/// One request on a connection, up to its response head: `start` it,
+/// `poll_head` it until the head or an error comes, and `finish` it. With
+/// `upgrade`, a `101` answer is accepted and its body is empty; the
+/// connection is then taken with `UpstreamBody::into_upgraded`.
+///
+/// A plain value, kept in the caller's state and polled there
+/// (`attempt::send_with_retries`): a future around it would be made on the
+/// stack and then moved into that state, and again into a timeout around
+/// it, writing its 1,040 bytes twice more into memory the cache does not
+/// hold when many requests are in flight (BENCHMARKS.md).
+pub struct Exchange {
     conn: UpstreamConn,
     /// The request's head, kept to send it again; its header map, written
     /// out by then, takes the response's fields (`parse_head`).
@@ -144,6 +136,17 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// The request, ready to be written on `conn` when first polled.
+    pub fn start(
+        conn: UpstreamConn,
+        request: Request<RequestBody>,
+        upgrade: bool,
+        start: Start,
+    ) -> Self {
+        let (parts, body) = request.into_parts();
+        Exchange::new(conn, parts, body, upgrade, start)
+    }
+
     fn new(
         conn: UpstreamConn,
         parts: http::request::Parts,
@@ -173,8 +176,27 @@ impl Exchange {
         Some(Request::from_parts(self.parts, self.writer.body))
     }
 
+    /// The response with its body, or the error with the request when it
+    /// may go again.
+    // The error carries the request back (352 bytes, the response 240):
+    // both are moved on at once, and a box would cost an allocation.
+    #[allow(clippy::result_large_err)]
+    pub fn finish(self, head: Result<Head, H1Error>) -> Result<Response<UpstreamBody>, SendError> {
+        match head {
+            Ok(head) => Ok(self.into_response(head)),
+            Err(error) => {
+                let nothing_sent = self.writer.written == 0;
+                Err(SendError {
+                    error,
+                    request: self.into_replayable(),
+                    nothing_sent,
+                })
+            }
+        }
+    }
+
     /// Writes what it can of the request and reads the response head.
-    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, H1Error>> {
+    pub fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, H1Error>> {
         if self.is_deferred {
             // Woken at once: the task goes to the back of the scheduler's
             // queue, behind the tasks already ready.
@@ -500,7 +522,7 @@ impl Out {
 }
 
 /// A response head.
-struct Head {
+pub struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
@@ -1189,7 +1211,7 @@ mod tests {
                 .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
                 .await
                 .expect("answer");
-            let head = poll_fn(|cx| exchange.poll_head(cx))
+            let head = std::future::poll_fn(|cx| exchange.poll_head(cx))
                 .await
                 .expect("response head");
             assert_eq!(head.status, StatusCode::NO_CONTENT, "{start:?}");

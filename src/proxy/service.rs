@@ -78,10 +78,30 @@ pub fn serve(
             .frontends
             .iter()
             .position(|f| f.listen == ctx.listen);
-        let forwarded = match frontend {
-            Some(f) => forward(&ctx, &snapshot, f, request, facts, request_guard).await,
-            None => Err(Failure::from(ProxyError::NoRoute)),
-        };
+        // The request's one wait, for its server's response head, is made
+        // here: `forward` and `relay_sent` do the rest without waiting, so no
+        // future of theirs is made per request and moved into this one.
+        let forwarded =
+            match frontend.map(|f| forward(&ctx, &snapshot, f, request, facts, request_guard)) {
+                Some(Ok(Forward::Answered(response))) => Ok(response),
+                Some(Ok(Forward::Outbound(Outbound {
+                    request,
+                    response_timeout,
+                    context,
+                }))) => {
+                    let sent = attempt::send_with_retries(
+                        context.backend,
+                        context.pinned,
+                        request,
+                        context.upgrade.is_some(),
+                        response_timeout,
+                    )
+                    .await;
+                    relay_sent(&ctx, context, sent)
+                }
+                Some(Err(failure)) => Err(failure),
+                None => Err(Failure::from(ProxyError::NoRoute)),
+            };
         let mut response = match forwarded {
             Ok(response) => response,
             Err(failure) => answer_failure(&ctx, &snapshot, failure, facts),
@@ -193,115 +213,165 @@ struct Scope<'a> {
     frontend_in_flight: InFlight,
 }
 
-/// Routes and forwards one request.
-// Not an `async fn`, which would keep its arguments twice in the request's
-// state (see `serve`).
-#[allow(clippy::manual_async_fn)]
-fn forward(
+/// What `forward` made of a request.
+enum Forward<'a> {
+    /// Answered without a server: a redirect, a route's own answer.
+    Answered(Response<ProxyBody>),
+    /// For a server of the backend.
+    Outbound(Outbound<'a>),
+}
+
+/// A request ready for its backend's servers.
+struct Outbound<'a> {
+    request: Request<RequestBody>,
+    /// The route's response timeout, or the backend's.
+    response_timeout: Duration,
+    context: ResponseContext<'a>,
+}
+
+/// What a request's response is relayed with.
+struct ResponseContext<'a> {
+    frontend: &'a FrontendPlan,
+    backend: &'a BackendPlan,
+    route: Option<&'a RoutePlan>,
+    place: Place,
+    scope: Scope<'a>,
+    /// The server the sticky cookie names, if it may serve the request.
+    pinned: Option<usize>,
+    /// The client side of a protocol switch (WebSocket), if one is asked for.
+    upgrade: Option<OnUpgrade>,
+    /// The client's `Host`, for `{host}` in response rules.
+    host: Option<HeaderValue>,
+}
+
+/// Routes one request and prepares it for its backend, or answers it.
+fn forward<'a>(
     ctx: &ConnContext,
-    snapshot: &Snapshot,
+    snapshot: &'a Snapshot,
     f: usize,
     request: Request<Incoming>,
-    facts: Facts<'_>,
+    facts: Facts<'a>,
     request_guard: RequestGuard,
-) -> impl Future<Output = Result<Response<ProxyBody>, Failure>> {
-    async move {
-        let frontend = &snapshot.frontends[f];
-        ctx.activity.follow_timeouts(&frontend.timeouts);
-        let frontend_in_flight = frontend.counters.begin();
-        let mut place = Place {
-            frontend: f,
-            backend: None,
-        };
-        if let Some(port) = &frontend.redirect_https {
-            let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
-            frontend.counters.count_response(response.status().as_u16());
-            return Ok(response);
+) -> Result<Forward<'a>, Failure> {
+    let frontend = &snapshot.frontends[f];
+    ctx.activity.follow_timeouts(&frontend.timeouts);
+    let frontend_in_flight = frontend.counters.begin();
+    let mut place = Place {
+        frontend: f,
+        backend: None,
+    };
+    if let Some(port) = &frontend.redirect_https {
+        let response = redirect_https(&request, port).map_err(|e| place.fail(e, None))?;
+        frontend.counters.count_response(response.status().as_u16());
+        return Ok(Forward::Answered(response));
+    }
+    let routed =
+        routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
+    let (b, route, origin_form, rewritten) = match routed {
+        Routed::Answer(response) => {
+            return Ok(Forward::Answered(routing::answer_directly(
+                ctx, frontend, facts, *response,
+            )));
         }
-        let routed =
-            routing::route(ctx, snapshot, frontend, &request).map_err(|e| place.fail(e, None))?;
-        let (b, chosen_route, origin_form, rewritten) = match routed {
-            Routed::Answer(response) => {
-                return Ok(routing::answer_directly(ctx, frontend, facts, *response));
-            }
-            Routed::Backend {
-                backend,
-                route,
-                origin_form,
-                rewritten,
-            } => (backend, route, origin_form, rewritten),
-        };
-        let scope = Scope {
-            facts,
-            rewritten,
-            request_guard,
-            frontend_in_flight,
-        };
-        place.backend = Some(b);
-        let backend = &snapshot.backends[b];
-        limits::check_declared_body(request.headers(), backend.max_body)
-            .map_err(|e| place.fail(e, None))?;
-        let prepared = prepare(
-            ctx,
-            Names { frontend, backend },
-            chosen_route,
-            facts.identity,
-            request,
-            origin_form,
-        );
-        let response_timeout = chosen_route
-            .and_then(|r| r.route.response_timeout)
-            .unwrap_or(backend.timeouts.response);
-        let mut sent = attempt::send_with_retries(
+        Routed::Backend {
             backend,
-            prepared.pinned,
-            prepared.request,
-            prepared.upgrade.is_some(),
-            response_timeout,
+            route,
+            origin_form,
+            rewritten,
+        } => (backend, route, origin_form, rewritten),
+    };
+    let scope = Scope {
+        facts,
+        rewritten,
+        request_guard,
+        frontend_in_flight,
+    };
+    place.backend = Some(b);
+    let backend = &snapshot.backends[b];
+    limits::check_declared_body(request.headers(), backend.max_body)
+        .map_err(|e| place.fail(e, None))?;
+    let prepared = prepare(
+        ctx,
+        Names { frontend, backend },
+        route,
+        facts.identity,
+        request,
+        origin_form,
+    );
+    let response_timeout = route
+        .and_then(|r| r.route.response_timeout)
+        .unwrap_or(backend.timeouts.response);
+    Ok(Forward::Outbound(Outbound {
+        request: prepared.request,
+        response_timeout,
+        context: ResponseContext {
+            frontend,
+            backend,
+            route,
+            place,
+            scope,
+            pinned: prepared.pinned,
+            upgrade: prepared.upgrade,
+            host: prepared.host,
+        },
+    }))
+}
+
+/// Turns what the servers answered into the client's response: the
+/// backend's and the route's response rules, counts, then the relayed
+/// response or the tunnel of a protocol switch.
+fn relay_sent(
+    ctx: &ConnContext,
+    context: ResponseContext<'_>,
+    sent: Result<Sent, (ProxyError, Option<usize>)>,
+) -> Result<Response<ProxyBody>, Failure> {
+    let ResponseContext {
+        frontend,
+        backend,
+        route,
+        place,
+        scope,
+        pinned,
+        upgrade,
+        host,
+    } = context;
+    let mut sent = sent.map_err(|(error, server)| place.fail(error, server))?;
+    let s = sent.server;
+    let vars = Vars {
+        client_ip: scope.facts.identity.client_ip_str(),
+        request_id: scope.facts.identity.request_id_text(),
+        host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+        frontend: &frontend.name,
+        backend: &backend.name,
+        server: &backend.servers[s].state.server,
+    };
+    rules::apply_response_rules(sent.response.headers_mut(), backend, route, &vars);
+    if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
+        // The connection is dropped with `sent.sender`, never pooled (R4).
+        backend.servers[s].state.counters.count_response_error();
+        let server = attempt::server_name(backend, s);
+        return Err(place.fail(ProxyError::BadResponse { server, reason }, Some(s)));
+    }
+    let status = sent.response.status();
+    backend.servers[s]
+        .state
+        .counters
+        .count_response(status.as_u16());
+    frontend.counters.count_response(status.as_u16());
+    match upgrade {
+        Some(upgrade) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
+            Ok(open_tunnel(ctx, backend, upgrade, sent))
+        }
+        upgrade => relay(
+            ctx,
+            frontend,
+            backend,
+            sent,
+            pinned,
+            upgrade.is_some(),
+            scope,
         )
-        .await
-        .map_err(|(error, server)| place.fail(error, server))?;
-        let s = sent.server;
-        let vars = Vars {
-            client_ip: facts.identity.client_ip_str(),
-            request_id: facts.identity.request_id_text(),
-            host: prepared
-                .host
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(""),
-            frontend: &frontend.name,
-            backend: &backend.name,
-            server: &backend.servers[s].state.server,
-        };
-        rules::apply_response_rules(sent.response.headers_mut(), backend, chosen_route, &vars);
-        if let Err(reason) = headers::check_response_framing(sent.response.headers()) {
-            // The connection is dropped with `sent.sender`, never pooled (R4).
-            backend.servers[s].state.counters.count_response_error();
-            let server = attempt::server_name(backend, s);
-            return Err(place.fail(ProxyError::BadResponse { server, reason }, Some(s)));
-        }
-        let status = sent.response.status();
-        backend.servers[s]
-            .state
-            .counters
-            .count_response(status.as_u16());
-        frontend.counters.count_response(status.as_u16());
-        match prepared.upgrade {
-            Some(upgrade) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
-                Ok(open_tunnel(ctx, backend, upgrade, sent))
-            }
-            upgrade => relay(
-                ctx,
-                frontend,
-                backend,
-                sent,
-                prepared.pinned,
-                upgrade.is_some(),
-                scope,
-            )
-            .map_err(|e| place.fail(e, Some(s))),
-        }
+        .map_err(|e| place.fail(e, Some(s))),
     }
 }
 
