@@ -22,13 +22,19 @@
 #   LL=1048576,16,64   also simulates a last-level cache of that size,
 #                      associativity and line (a 1 MiB L2 per core, say), and
 #                      prints its instruction, read and write misses (LLi LLr LLw)
+# and KEEP=dir keeps the callgrind files there, to see which functions miss:
+#   callgrind_annotate --show=Ir,DLmr,DLmw --sort=DLmr dir/switchyard.10000.cg
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 script="${SCRIPT:-$here/../shared/bench/instr-per-req.sh}"
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 real="$(command -v valgrind)"
-keep="$(mktemp -d /tmp/cache-per-req.XXXXXX)"
-trap 'rm -rf "$keep"' EXIT
+if [ -n "${KEEP:-}" ]; then
+  mkdir -p "$KEEP"; keep="$(cd "$KEEP" && pwd)"
+else
+  keep="$(mktemp -d /tmp/cache-per-req.XXXXXX)"
+  trap 'rm -rf "$keep"' EXIT
+fi
 mkdir -p "$keep/bin" "$keep/cg"
 # The script's output file becomes a link to one kept here; `exec` keeps
 # the process the script signals.
