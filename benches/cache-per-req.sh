@@ -23,7 +23,7 @@
 #                      associativity and line (a 1 MiB L2 per core, say), and
 #                      prints its instruction, read and write misses (LLi LLr LLw)
 # and KEEP=dir keeps the callgrind files there, to see which functions miss:
-#   callgrind_annotate --show=Ir,DLmr,DLmw --sort=DLmr dir/switchyard.10000.cg
+#   callgrind_annotate --show=Ir,DLmr,DLmw --sort=DLmr dir/cg/switchyard.10000.cg
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 script="${SCRIPT:-$here/../shared/bench/instr-per-req.sh}"
@@ -75,9 +75,9 @@ printf '%-12s %9s %7s %7s %7s %7s %7s%s\n' target Ir I1mr D1mr D1mw Bcm Bim "$ll
 for t in "${targets[@]}"; do
   a="$keep/cg/$t.$N1.cg" b="$keep/cg/$t.$N2.cg"
   if [ ! -s "$a" ] || [ ! -s "$b" ]; then echo "$t no figure"; continue; fi
-  python3 - "$t" "$a" "$b" "$N1" "$N2" <<'PY'
+  python3 - "$t" "$a" "$b" "$N1" "$N2" "${LL:-}" <<'PY'
 import sys
-t, a, b, n1, n2 = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+t, a, b, n1, n2, want_ll = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 def read(path):
     events = summary = None
     for line in open(path, errors="replace"):
@@ -88,7 +88,7 @@ def read(path):
     return dict(zip(events, summary))
 x, y = read(a), read(b)
 per = {k: (y[k] - x[k]) / (n2 - n1) for k in y}
-ll = "".join(f" {per[k]:7.1f}" for k in ("ILmr", "DLmr", "DLmw") if k in per)
+ll = "".join(f" {per[k]:7.1f}" for k in ("ILmr", "DLmr", "DLmw") if want_ll and k in per)
 print(f"{t:<12} {per['Ir']:9.0f} {per['I1mr']:7.0f} {per['D1mr']:7.0f} {per['D1mw']:7.0f} {per['Bcm']:7.0f} {per['Bim']:7.0f}{ll}")
 PY
 done
