@@ -24,9 +24,9 @@
 # user and kernel time, and the context switches, are what to compare.
 #
 #   scripts/build-release.sh
-#   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|close|h2tls] [haproxy] [switchyard]
+#   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|ka64k|close|h2tls] [haproxy] [switchyard]
 #
-# ka: HTTP/1.1 keep-alive (wrk); close: a new connection per request (wrk
+# ka: HTTP/1.1 keep-alive (wrk); ka64k: the same with a 64 KiB body; close: a new connection per request (wrk
 # with `Connection: close`); h2tls: HTTP/2 over TLS, CONNS connections with
 # 10 streams each (h2load -m10), as the harness's h2tls scenario.
 #
@@ -39,11 +39,13 @@
 # if missing).
 set -u
 mode=${1:-ka}
+path=/
 case $mode in
   ka) hdr=() ;;
+  ka64k) hdr=(); path=/64k ;;
   close) hdr=(-H "Connection: close") ;;
   h2tls) hdr=() ;;
-  *) echo "usage: $0 ka|close|h2tls [haproxy] [switchyard] [switchyard_prev]"; exit 2 ;;
+  *) echo "usage: $0 ka|ka64k|close|h2tls [haproxy] [switchyard] [switchyard_prev]"; exit 2 ;;
 esac
 shift
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -121,7 +123,7 @@ for r in $(seq 1 "$ROUNDS"); do
     tracer=$!
     case $mode in
       h2tls) load=(h2load -t1 -c"$CONNS" -m10 -D "$SECS" "https://localhost:${port[$t]}/") ;;
-      *) load=(wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}/") ;;
+      *) load=(wrk -t1 -c"$CONNS" -d"$SECS"s "${hdr[@]}" "http://127.0.0.1:${port[$t]}$path") ;;
     esac
     out=$(perf stat -x, -e context-switches taskset -c 0 "${load[@]}" 2>&1)
     kill -INT "$tracer"; wait "$tracer"

@@ -24,9 +24,13 @@ localhost_cert() {
   cat "$1/cert.pem" "$1/key.pem" > "$1/both.pem"
 }
 
-# start_origins DIR PORT1 PORT2 -> two nginx origins answering "origin=N"
+# start_origins DIR PORT1 PORT2 -> two nginx origins answering "origin=N",
+# and /64k with 64 KiB (as ../shared/bench's origins)
 start_origins() {
   local dir=$1 i port
+  # nginx's workers run as nobody: they must reach the file.
+  mkdir -p "$dir/www"; chmod 755 "$dir" "$dir/www"
+  [ -s "$dir/www/64k" ] || head -c 65536 /dev/urandom >"$dir/www/64k"
   for i in 1 2; do
     port=$2; [ "$i" = 2 ] && port=$3
     cat > "$dir/origin$i.conf" <<EOF
@@ -34,7 +38,8 @@ worker_processes 1; daemon on; pid $dir/origin$i.pid; error_log $dir/logs/o$i.er
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000;
   client_body_temp_path $dir/cb$i; proxy_temp_path $dir/pt$i; fastcgi_temp_path $dir/ft$i; uwsgi_temp_path $dir/ut$i; scgi_temp_path $dir/st$i;
-  server { listen 127.0.0.1:$port backlog=4096; location / { return 200 "origin=$i\n"; } } }
+  server { listen 127.0.0.1:$port backlog=4096; location / { return 200 "origin=$i\n"; }
+    location = /64k { root $dir/www; default_type application/octet-stream; } } }
 EOF
     nginx -c "$dir/origin$i.conf" -p "$dir" || { echo "origin $i failed"; exit 1; }
   done
