@@ -26,9 +26,10 @@
 #   scripts/build-release.sh
 #   SWITCHYARD_BIN=target/release/switchyard benches/cpu-split.sh [ka|ka64k|close|h2tls] [haproxy] [switchyard]
 #
-# ka: HTTP/1.1 keep-alive (wrk); ka64k: the same with a 64 KiB body; close: a new connection per request (wrk
-# with `Connection: close`); h2tls: HTTP/2 over TLS, CONNS connections with
-# 10 streams each (h2load -m10), as the harness's h2tls scenario.
+# ka: HTTP/1.1 keep-alive (wrk); ka64k: the same with a 64 KiB body; close:
+# a new connection per request (wrk with `Connection: close`); h2tls: HTTP/2
+# over TLS, CONNS connections with 10 streams each (h2load -m10), as the
+# harness's h2tls scenario.
 #
 # A second build of Switchyard joins the rounds as the target
 # `switchyard_prev`, from SWITCHYARD_PREV_BIN:

@@ -82,7 +82,7 @@ pub fn serve(
         // here: `forward` and `relay_sent` do the rest without waiting, so no
         // future of theirs is made per request and moved into this one. What
         // `forward` gives is taken apart before that wait, so only its parts
-        // stay in this state across it, not the whole `Forward` (544 bytes).
+        // stay in this state across it, not its whole result (544 bytes).
         let forwarded = 'forwarded: {
             let Outbound {
                 request,
