@@ -19,6 +19,8 @@
 #               the segments they send. With a new connection per request
 #               that core is the bottleneck, so what a proxy makes it do
 #               sets the requests per second.
+#   faults      the proxy's minor page faults: memory the kernel had to map
+#               (and zero) again, as when the heap gave pages back
 #
 # CPU time varies from round to round on this machine; the split between
 # user and kernel time, and the context switches, are what to compare.
@@ -100,15 +102,15 @@ switches() {
   done
   echo "$s"
 }
-# ticks PID -> "user system" clock ticks over its threads
+# ticks PID -> "user system faults" clock ticks and minor page faults over its threads
 ticks() {
-  local t s f u=0 k=0
+  local t s f u=0 k=0 m=0
   for t in /proc/"$1"/task/*; do
     s=$(cat "$t/stat" 2>/dev/null) || continue
     f=(${s##*) })
-    u=$((u + f[11])); k=$((k + f[12]))
+    u=$((u + f[11])); k=$((k + f[12])); m=$((m + f[7]))
   done
-  echo "$u $k"
+  echo "$u $k $m"
 }
 # busy0 -> CPU 0's busy clock ticks so far (user, nice, system, irq, softirq)
 busy0() {
@@ -118,7 +120,7 @@ hz=$(getconf CLK_TCK)
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
     pid=$(cat "$W/$t.pid")
-    read -r u0 k0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
+    read -r u0 k0 m0 < <(ticks "$pid"); p0=$(switches "$pid"); o0=$(switches $origin_workers)
     b0=$(busy0); nstat -n >/dev/null
     perf stat -x, -o "$W/syscalls" -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p "$pid" &
     tracer=$!
@@ -128,7 +130,7 @@ for r in $(seq 1 "$ROUNDS"); do
     esac
     out=$(perf stat -x, -e context-switches taskset -c 0 "${load[@]}" 2>&1)
     kill -INT "$tracer"; wait "$tracer"
-    read -r u1 k1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
+    read -r u1 k1 m1 < <(ticks "$pid"); p1=$(switches "$pid"); o1=$(switches $origin_workers)
     b1=$(busy0); segs=$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')
     n=$(awk '/requests in/ { print $1 } /^requests:/ { print $8 }' <<<"$out")
     w=$(awk -F, '/context-switches/ { print $1 }' <<<"$out")
@@ -136,10 +138,10 @@ for r in $(seq 1 "$ROUNDS"); do
     ep=$(awk -F, '/sys_enter_epoll_wait/ { print $1 }' "$W/syscalls")
     awk -v r="$r" -v t="$t" -v n="${n:-0}" -v s="$SECS" -v hz="$hz" -v u=$((u1 - u0)) -v k=$((k1 - k0)) \
         -v pc=$((p1 - p0)) -v oc=$((o1 - o0)) -v w="${w:-0}" -v sc="${sc:-0}" -v ep="${ep:-0}" \
-        -v sg="${segs:-0}" -v lb=$((b1 - b0)) 'BEGIN {
+        -v sg="${segs:-0}" -v lb=$((b1 - b0)) -v mf=$((m1 - m0)) 'BEGIN {
       if (n == 0) { printf "%d %-15s no requests\n", r, t; exit }
       us = 1e6 / hz / n
-      printf "%d %-15s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f  syscalls %.2f  epoll_wait %.3f  segs %.2f  load_busy %.1f us\n",
-        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n, sc / n, ep / n, sg / n, lb * us }'
+      printf "%d %-15s req/s %6d  user %5.2f us  sys %5.2f us  total %5.2f us  proxy_cs %.3f  origin_cs %.3f  wrk_cs %.3f  syscalls %.2f  epoll_wait %.3f  segs %.2f  load_busy %.1f us  faults %.3f\n",
+        r, t, n / s, u * us, k * us, (u + k) * us, pc / n, oc / n, w / n, sc / n, ep / n, sg / n, lb * us, mf / n }'
   done
 done
