@@ -409,3 +409,98 @@ async fn an_idle_connection_the_server_closed_is_freed_without_a_request() {
     .await;
     proxy.shutdown().await;
 }
+
+/// The body of `/<size>/<seed>/<framing>`: `size` bytes that differ with
+/// their position and the seed.
+fn patterned(size: usize, seed: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| ((i * 31 + seed * 7) % 251) as u8)
+        .collect()
+}
+
+/// A server that answers `GET /<size>/<seed>/length|chunked` with
+/// `patterned(size, seed)`, delimited by its length or in chunks of 5,000
+/// bytes, on keep-alive connections.
+async fn patterned_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(request) = read_request(&mut stream, &mut buf).await {
+                    let line = String::from_utf8_lossy(&request).into_owned();
+                    let path = line.split(' ').nth(1).unwrap().to_owned();
+                    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                    let size: usize = parts[0].parse().unwrap();
+                    let body = patterned(size, parts[1].parse().unwrap());
+                    let mut answer = Vec::new();
+                    if parts[2] == "chunked" {
+                        answer.extend_from_slice(
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                        );
+                        for chunk in body.chunks(5_000) {
+                            answer.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                            answer.extend_from_slice(chunk);
+                            answer.extend_from_slice(b"\r\n");
+                        }
+                        answer.extend_from_slice(b"0\r\n\r\n");
+                    } else {
+                        answer.extend_from_slice(
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").as_bytes(),
+                        );
+                        answer.extend_from_slice(&body);
+                    }
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Responses longer than a first read go through large read buffers that
+/// a thread reuses once their bytes have been sent: many of them, of many
+/// sizes and both framings, over a few keep-alive connections at once,
+/// some read slowly by their client, each arrive byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_arrive_byte_for_byte_through_reused_read_buffers() {
+    let proxy = start_proxy(&config(patterned_server().await)).await;
+    let sizes = [70_000, 1_000, 65_536, 9_000, 200_000, 64_000, 130_000];
+    let mut clients = Vec::new();
+    for task in 0..6 {
+        let base = url(&proxy, "web", "");
+        clients.push(tokio::spawn(async move {
+            let c = client();
+            for round in 0..14 {
+                let size = sizes[(task + round) % sizes.len()];
+                let seed = task * 100 + round;
+                let framing = if round % 2 == 0 { "length" } else { "chunked" };
+                let uri = format!("{base}/{size}/{seed}/{framing}");
+                let request = http::Request::get(uri)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let mut body = c.request(request).await.unwrap().into_body();
+                let mut got = Vec::with_capacity(size);
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        got.extend_from_slice(&data);
+                    }
+                    // A slow reader now and then: its bytes stay in the
+                    // proxy's buffers while other responses need some.
+                    if task % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                assert_eq!(got.len(), size, "{size}/{seed}/{framing}");
+                assert!(got == patterned(size, seed), "{size}/{seed}/{framing}");
+            }
+        }));
+    }
+    for task in clients {
+        task.await.unwrap();
+    }
+    proxy.shutdown().await;
+}

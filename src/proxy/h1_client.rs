@@ -30,7 +30,7 @@ const MAX_HEADERS: usize = 100;
 /// Largest response head, and largest trailer section.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most bytes read from a server at once.
-const MAX_READ: usize = 64 * 1024;
+const MAX_READ: usize = crate::upstream::LARGE_BUFFER;
 /// A read buffer starts at this size.
 const FIRST_READ: usize = 8 * 1024;
 /// Longest chunk-size line, extensions included.
@@ -702,10 +702,7 @@ fn poll_read(
     cx: &mut Context<'_>,
     want: usize,
 ) -> Poll<io::Result<usize>> {
-    let want = want.clamp(1, MAX_READ);
-    if conn.buf.capacity() - conn.buf.len() < want {
-        conn.buf.reserve(want.max(FIRST_READ));
-    }
+    conn.make_room(want.clamp(1, MAX_READ), FIRST_READ);
     tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
 }
 
@@ -1009,6 +1006,7 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::connected;
 
     #[test]
     fn common_names_match_what_from_bytes_gives() {
@@ -1229,21 +1227,6 @@ mod tests {
             got.push(byte[0]);
         }
         String::from_utf8_lossy(&got).into_owned()
-    }
-
-    /// A connection to a fresh listener, and the server's side of it.
-    async fn connected() -> (UpstreamConn, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
-        let conn = UpstreamConn::new(crate::upstream::UpstreamStream::Plain(
-            crate::upstream::Socket::from(client),
-        ));
-        (conn, server)
     }
 
     fn request_with_secret() -> Request<RequestBody> {

@@ -14,7 +14,9 @@ mod socket;
 mod tls;
 
 pub use body::{BodyError, RequestBody};
-pub use conn::{UpgradedConn, UpstreamConn};
+#[cfg(test)]
+pub use conn::connected;
+pub use conn::{LARGE_BUFFER, UpgradedConn, UpstreamConn};
 pub use pool::{PoolRegistry, ServerPool, set_lane};
 pub use socket::Socket;
 pub use tls::{UpstreamStream, UpstreamTls};
