@@ -1,8 +1,8 @@
 # Sourced by the per-request counting scripts in benches/ (close-per-req.sh,
-# cpu-split.sh, instr-h2tls.sh, close-tail.sh): the tools they need, two nginx origins, and HAProxy's and
-# Switchyard's configs for the same setup as ../shared/bench (round robin over
-# the two origins, pooled keep-alive upstream connections, X-Forwarded-For, no
-# access log, one thread).
+# cpu-split.sh, instr-h2tls.sh, close-tail.sh): the tools they need, two nginx
+# origins, and HAProxy's and Switchyard's configs for the same setup as
+# ../shared/bench (round robin over the two origins, pooled keep-alive upstream
+# connections, X-Forwarded-For, no access log, one thread).
 
 # need "cmd:debian-package" ... -> installs the packages whose command is missing
 need() {
