@@ -2,8 +2,9 @@
 //! and of every file the running topology names (`Topology::watched_files`),
 //! so that an editor's save-by-rename, `git checkout`, a deleted-then-restored
 //! file and a Kubernetes ConfigMap's `..data` symlink swap are all seen.
-//! Events are debounced (`DEBOUNCE`); then the files are read, and when
-//! their content differs from the last attempt, a reload is asked for.
+//! Events that can change a file (not opens and reads: `may_change`) are
+//! debounced (`DEBOUNCE`); then the files are read, and when their content
+//! differs from the last attempt, a reload is asked for.
 //! Invariant: the watcher never loads or swaps itself; it sends
 //! `Command::Reload(ReloadCause::File)` and waits for the outcome. The
 //! watched set follows each new snapshot, and `[global] watch = false`
@@ -33,7 +34,7 @@ pub struct FileWatcher {
     runtime: Arc<Runtime>,
     config_file: PathBuf,
     watcher: RecommendedWatcher,
-    events: mpsc::UnboundedReceiver<notify::Result<()>>,
+    events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
     watched: Watched,
     files: Vec<PathBuf>,
@@ -47,10 +48,7 @@ impl FileWatcher {
     pub fn start(runtime: Arc<Runtime>) -> Option<FileWatcher> {
         let config_file = runtime.config_file()?.to_path_buf();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let handler = move |event: notify::Result<notify::Event>| {
-            let _closed = events_tx.send(event.map(|_| ()));
-        };
-        let mut watcher = match notify::recommended_watcher(handler) {
+        let mut watcher = match notify::recommended_watcher(forward_changes(events_tx)) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(
@@ -113,7 +111,7 @@ impl FileWatcher {
                 }
                 event = events.recv() => match event {
                     None => break,
-                    Some(Ok(())) => due = Some(Instant::now() + DEBOUNCE),
+                    Some(Ok(_)) => due = Some(Instant::now() + DEBOUNCE),
                     Some(Err(e)) => tracing::warn!("config file watch: {e}"),
                 },
                 () = wait => {
@@ -135,6 +133,33 @@ impl FileWatcher {
                 }
             }
         }
+    }
+}
+
+/// The watcher's event handler: passes on the events that `may_change` a
+/// file, and every error.
+fn forward_changes(
+    events: mpsc::UnboundedSender<notify::Result<notify::Event>>,
+) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+    move |event| {
+        if event.as_ref().is_ok_and(|e| !may_change(e)) {
+            return;
+        }
+        let _closed = events.send(event);
+    }
+}
+
+/// Whether an event can mean that a file in a watched directory changed.
+/// Opens and reads cannot, and Linux's backend reports every one of them
+/// in the directory, this watcher's own included: passed on, the reads of
+/// `fingerprint` would each arm the next one, five times a second for as
+/// long as the process runs. A close after writing does count.
+fn may_change(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 
@@ -225,5 +250,52 @@ mod tests {
         check("watch = true", &["conf"]);
         check("watch = false", &[]);
         assert_eq!(parent(Path::new("switchyard.toml")), PathBuf::from("."));
+    }
+
+    /// The next event's file name, waiting at most 10 s (a failsafe: each
+    /// event is already queued or on its way when this is called).
+    async fn next_name(
+        events: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    ) -> String {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("watcher alive")
+            .expect("no watch error");
+        let path = event.paths.first().expect("a path");
+        path.file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[tokio::test]
+    async fn reading_a_watched_file_is_not_a_change_and_writing_one_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("switchyard.toml");
+        std::fs::write(&config, "[global]\n").expect("write");
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(forward_changes(tx)).expect("watcher");
+        watcher
+            .watch(dir.path(), RecursiveMode::NonRecursive)
+            .expect("watch");
+
+        // Reads (what `fingerprint` does), then a write to another file: the
+        // backend reports them in order, so the first event passed on is
+        // the write's.
+        let files = [config.clone()];
+        let before = fingerprint(&files);
+        std::fs::write(dir.path().join("marker"), "1").expect("write marker");
+        assert_eq!(next_name(&mut events).await, "marker");
+
+        // A write to the config file itself is passed on (after the rest of
+        // the marker's events).
+        std::fs::write(&config, "[global]\nwatch = true\n").expect("write");
+        assert_ne!(fingerprint(&files), before);
+        let mut name = next_name(&mut events).await;
+        while name == "marker" {
+            name = next_name(&mut events).await;
+        }
+        assert_eq!(name, "switchyard.toml");
     }
 }
