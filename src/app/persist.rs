@@ -22,8 +22,11 @@ use crate::admin::peers::ledger::Register;
 use crate::model::{AdminState, BackendName, FrontendName};
 use crate::runtime::{Runtime, SplitOverride};
 
-/// How often the state file is brought up to date (only written on change).
-const SAVE_EVERY: Duration = Duration::from_millis(200);
+/// How often the state file is compared with the live values anyway, for
+/// the changes that no operator made: a reload that changed the config's
+/// values, a draining server that went to MAINT by itself. An operator's
+/// change (API, stats page, peer) is saved as soon as it is made.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,8 +124,9 @@ pub(crate) fn apply_servers(file: StateFile, runtime: &Runtime) -> (usize, Vec<S
     (restored, splits)
 }
 
-/// Writes the state file whenever an operator value changed, and once more
-/// when `shutdown` is cancelled.
+/// Writes the state file whenever an operator value changed: at once after
+/// an operator's change, within `SAVE_EVERY` after any other, and once more
+/// when `shutdown` is cancelled. Idle, it wakes once per `SAVE_EVERY`.
 pub async fn keep_saved(
     path: PathBuf,
     runtime: Arc<Runtime>,
@@ -133,6 +137,7 @@ pub async fn keep_saved(
     loop {
         let stop = tokio::select! {
             () = shutdown.cancelled() => true,
+            () = replication.unsaved() => false,
             () = tokio::time::sleep(SAVE_EVERY) => false,
         };
         let current = collect(&runtime, &replication);
@@ -248,4 +253,69 @@ pub fn write_forever(path: &Path) -> std::io::Result<()> {
 #[doc(hidden)]
 pub fn is_valid(path: &Path) -> bool {
     matches!(read(path), Ok(Some(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::peers::local;
+    use tokio::time::Instant;
+
+    const CONFIG: &str = r#"
+[[frontend]]
+name = "web"
+listen = "127.0.0.1:0"
+default_backend = "app"
+[[backend]]
+name = "app"
+  [[backend.server]]
+  name = "a"
+  address = "127.0.0.1:1"
+"#;
+
+    /// Waits (in the test's paused time) until the file says `needle`;
+    /// returns how long that took.
+    async fn written(path: &Path, needle: &str) -> Duration {
+        let start = Instant::now();
+        while !std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            assert!(start.elapsed() < 10 * SAVE_EVERY, "never wrote {needle}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operators_change_is_saved_at_once_and_any_other_within_save_every() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.json");
+        let topology = crate::config::parse(CONFIG, Path::new("t.toml")).expect("valid");
+        let (runtime, _reloader) = Runtime::start(topology, None, 1).await;
+        let replication = Arc::new(Replication::new("r1".to_owned(), Vec::new(), false));
+        let stop = CancellationToken::new();
+        let saver = tokio::spawn(keep_saved(
+            path.clone(),
+            Arc::clone(&runtime),
+            Arc::clone(&replication),
+            stop.clone(),
+        ));
+        let server = runtime.registry().get("app", "a").expect("server a");
+
+        // As the admin API makes a change: applied, then recorded in a turn.
+        // Saved without waiting for the next periodic comparison.
+        {
+            let turn = replication.turn().await;
+            server.set_admin_state(AdminState::Maint);
+            replication.record(&turn, vec![local::state(&server, AdminState::Maint)]);
+        }
+        assert!(written(&path, "\"maint\"").await < SAVE_EVERY);
+
+        // A change no operator made (as a reload's): saved by the next
+        // periodic comparison.
+        server.set_weight(7);
+        let took = written(&path, "\"weight\": 7").await;
+        assert!(took <= SAVE_EVERY, "{took:?}");
+
+        stop.cancel();
+        saver.await.expect("saver ends");
+    }
 }

@@ -24,6 +24,9 @@ pub(super) async fn merge_and_apply(
     for change in &accepted {
         apply(ctx, change, peer).await;
     }
+    if !accepted.is_empty() {
+        replication.unsaved.notify_one();
+    }
     accepted.len()
 }
 

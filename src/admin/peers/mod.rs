@@ -71,6 +71,8 @@ pub struct Replication {
     registers: Mutex<Registers>,
     /// Woken by every change made here: push it.
     changed: tokio::sync::Notify,
+    /// Woken by every change made here or applied from a peer: save it.
+    unsaved: tokio::sync::Notify,
     /// False from a start with peers until a peer's state was pulled (or
     /// `START_WAIT` passed).
     is_ready: AtomicBool,
@@ -138,6 +140,7 @@ impl Replication {
             turn: tokio::sync::Mutex::new(()),
             registers: Mutex::new(registers),
             changed: tokio::sync::Notify::new(),
+            unsaved: tokio::sync::Notify::new(),
             is_ready: AtomicBool::new(!has_peers),
             peers: Mutex::new(BTreeMap::new()),
         }
@@ -159,6 +162,12 @@ impl Replication {
 
     pub fn digest(&self) -> String {
         self.lock().digest()
+    }
+
+    /// Returns once an operator change was made or applied since the last
+    /// return (at once when one was): the state file's cue.
+    pub async fn unsaved(&self) {
+        self.unsaved.notified().await;
     }
 
     /// Whether the replica may report ready.
@@ -308,6 +317,7 @@ impl Replication {
         self.lock()
             .record(changes, &self.replica, crate::state::now_millis());
         self.changed.notify_one();
+        self.unsaved.notify_one();
     }
 
     /// The split keys held (for a reset of everything).
