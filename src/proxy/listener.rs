@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 #[cfg(target_os = "linux")]
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::client_io::{ClientStream, ConnActivity, Reactor};
 use super::conn_limit::Place;
 use super::guard::{self, ResetWatch};
+use super::h2_streams::{StreamExec, WithStreams};
 use super::service::ConnContext;
 use super::signal::Signal;
 use super::tls;
@@ -486,10 +487,12 @@ impl Conn {
         let result = match is_h2 {
             // Boxed: an HTTP/1 connection's task is not sized for h2 state.
             true => {
-                let conn = http2_builder().serve_connection(io, service);
+                let exec = StreamExec::new(shared.connections.clone());
+                let conn = http2_builder(exec.clone()).serve_connection(io, service);
+                let conn = WithStreams::new(conn, &exec, http2::Connection::graceful_shutdown);
                 Box::pin(drive(
                     conn,
-                    http2::Connection::graceful_shutdown,
+                    WithStreams::graceful_shutdown,
                     &shared,
                     calm,
                     &conn_activity,
@@ -608,8 +611,9 @@ fn http1_builder(limits: &FrontendLimits, is_watched: bool) -> http1::Builder {
 /// 20 streams reset before they were accepted, 1024 streams it had to reset
 /// for errors, too many CONTINUATION frames, or a header list far past the
 /// limit.
-fn http2_builder() -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+/// Each stream runs in the connection's task (`StreamExec`).
+fn http2_builder(exec: StreamExec) -> http2::Builder<StreamExec> {
+    let mut builder = http2::Builder::new(exec);
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))

@@ -18,6 +18,7 @@ pub mod fuzzing;
 mod goaway;
 mod guard;
 mod h1_client;
+mod h2_streams;
 mod head_scan;
 mod headers;
 #[doc(hidden)]
