@@ -47,8 +47,9 @@ async fn exchange(
     (status, body)
 }
 
-/// 100 streams at once on one connection (hyper's limit, past the 63
-/// slots a connection keeps, so some run in tasks of their own): every one
+/// 100 streams at once on one connection (hyper's limit, past the 32 a
+/// connection takes into its slots from one poll, so some run in tasks of
+/// their own): every one
 /// gets its own answer, request bodies and answers past the 64 KiB flow
 /// control window included.
 #[tokio::test]

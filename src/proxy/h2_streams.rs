@@ -10,10 +10,10 @@
 //!
 //! Invariant: a stream's future is polled only from its connection's task,
 //! through its slot's waker, and runs until it ends or the connection's
-//! future is dropped, as a stream's task would. Past `SLOTS` streams in
-//! flight on one connection (a client with more open at once than hyper
-//! lets be active, while reset ones finish) a stream gets a task of its own,
-//! tracked with the connections. Nothing here locks.
+//! future is dropped, as a stream's task would. A stream gets a task of its
+//! own, tracked with the connections, when more than `QUEUE` are handed
+//! over in one poll of the connection or `SLOTS` are in flight on it.
+//! Nothing here locks.
 
 use std::future::Future;
 use std::pin::Pin;
