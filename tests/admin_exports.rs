@@ -106,7 +106,7 @@ async fn metrics_parse_and_follow_the_counters() {
     // What the access log's writer counts when its queue is full.
     let process = stack.proxy.runtime.registry().process();
     for _ in 0..3 {
-        process.count_access_log_dropped();
+        process.count_access_log_dropped(1);
     }
     let auth = [("authorization", "Bearer test-token")];
     let (status, headers, text) = stack.raw("GET", "/metrics", &auth, "").await;

@@ -173,8 +173,8 @@ impl Exchange {
         self.frontend.add_bytes_out(self.bytes);
         // With `drain_to_maint`, the last request of a DRAIN server ends it.
         self.server.finish_drain();
-        if let Some(entry) = self.log.take() {
-            let (log, mut record) = *entry;
+        if let Some(mut entry) = self.log.take() {
+            let (log, record) = &mut *entry;
             record.bytes = self.bytes;
             record.total = total;
             record.termination = termination;

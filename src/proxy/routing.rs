@@ -111,7 +111,7 @@ pub(super) fn answer_directly(
     frontend.counters.count_response(status);
     if let Some(log) = ctx.shared.log.as_ref() {
         if let Some(record) = facts.record(ctx, frontend.name.clone(), status, None) {
-            log.record(record);
+            log.record(&record);
         }
     }
     response

@@ -182,7 +182,7 @@ fn answer_failure(
         if let Some(mut record) = facts.record(ctx, frontend_name, status, Some("proxy")) {
             record.backend = backend.map(|b| b.name.clone());
             record.server = server.map(|s| s.state.server.clone());
-            log.record(record);
+            log.record(&record);
         }
     }
     response

@@ -12,9 +12,9 @@ pub struct ProcessCounters {
 }
 
 impl ProcessCounters {
-    /// An access-log line was dropped: the writer's queue was full.
-    pub fn count_access_log_dropped(&self) {
-        self.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+    /// `lines` access-log lines were dropped: the writer's queue was full.
+    pub fn count_access_log_dropped(&self, lines: u64) {
+        self.access_log_dropped.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// Access-log lines dropped since start.
